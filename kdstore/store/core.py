@@ -18,6 +18,8 @@ from kdstore.store.schema import latest_version, migrate, sql_dir
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from kdstore.evaluate import Evaluation
+
 SCHEMA_VERSION = latest_version()
 
 #: Every parameter the SQL views read, with its default and meaning. New names are added to old
@@ -28,6 +30,10 @@ DEFAULT_SETTINGS: dict[str, tuple[float, str]] = {
     "min_support": (5.0, "minimum valid positives of a label for a teacher to be judged an expert"),
     "min_recall": (0.0, "minimum recall for a teacher to qualify as an expert of a label"),
     "expert_margin": (0.05, "teachers within this margin of the best metric are experts too"),
+    "expert_metric": (
+        0.0,
+        "metric that ranks experts in kd.label_experts: 0 precision_lb, 1 recall_lb, 2 f1, 3 precision, 4 recall, 5 accuracy",
+    ),
     "z_threshold": (2.0, "consensus z-score above which an output stands out"),
     "multiclass_tolerance": (1e-3, "how far a multiclass probability row may sum from 1"),
 }
@@ -109,6 +115,7 @@ class Store:
         self.read_only = read_only
         self.trace = trace
         self.settings = Settings(self)
+        self.sql_dirs: tuple[Path, ...] = ()
         self._tx_depth = 0
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -135,11 +142,10 @@ class Store:
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run a query and return its result as a ``pyarrow.Table``."""
-        if params is None:
-            if self.trace is not None:
-                self.trace(sql)
-            return self.con.sql(sql).to_arrow_table()
-        return self.execute(sql, params).to_arrow_table()
+        if self.trace is not None:
+            self.trace(sql if not params else f"{sql}  -- params: {params!r}")
+        # con.sql, not execute(): Arrow from a DB-API result makes an extra copy (and warns)
+        return self.con.sql(sql, params=params).to_arrow_table()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -233,6 +239,20 @@ class Store:
 
         return ingest.register_features(self, name, source, **kwargs)
 
+    # -- evaluation views (kdstore.evaluate does the work) ---------------------------------------
+    def view(self, name: str, **kwargs: Any) -> pa.Table:
+        """Rows of the view ``kd.<name>`` as Arrow. See :func:`kdstore.evaluate.view`."""
+        from kdstore import evaluate
+
+        return evaluate.view(self, name, **kwargs)
+
+    @property
+    def evaluate(self) -> Evaluation:
+        """The evaluation views as methods: ``store.evaluate.label_metrics()`` etc."""
+        from kdstore.evaluate import Evaluation
+
+        return Evaluation(self)
+
     # -- inspection -----------------------------------------------------------------------------
     def info(self) -> StoreInfo:
         """Counts per table, splits, labels, teachers and feature sources."""
@@ -287,6 +307,7 @@ def connect(
     read_only: bool = False,
     trace: Callable[[str], object] | None = None,
     lock_timeout: float = 0.0,
+    sql_dirs: Sequence[str | Path] = (),
 ) -> Store:
     """Open (creating or migrating if needed) a kdstore file.
 
@@ -295,6 +316,9 @@ def connect(
         read_only: open without write access (several read-only processes may share a file).
         trace: called with every SQL statement kdstore runs, e.g. ``trace=print``.
         lock_timeout: seconds to wait while another process holds the file's write lock.
+        sql_dirs: folders of the analyst's own view files (``<view>.sql``), installed after
+            kdstore's views with the same checks (see :mod:`kdstore.sqlfiles`). Views are
+            (re)installed on a read-write open whenever the files changed.
 
     >>> with connect() as store:
     ...     store.add_labels(["cat", "dog"])
@@ -319,10 +343,15 @@ def connect(
         else:
             migrate(con, path)
             _add_missing_settings(con)
+        from kdstore.sqlfiles import ensure_views
+
+        ensure_views(con, path, sql_dirs, read_only=read_only)
     except BaseException:
         con.close()
         raise
-    return Store(con, path, read_only=read_only, trace=trace)
+    store = Store(con, path, read_only=read_only, trace=trace)
+    store.sql_dirs = tuple(Path(d) for d in sql_dirs)
+    return store
 
 
 def _add_missing_settings(con: duckdb.DuckDBPyConnection) -> None:
