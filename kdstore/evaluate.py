@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 #: kdstore's evaluation views, in the order a reader meets them (docs/views.md describes each).
 VIEWS: tuple[str, ...] = (
     "params",
+    "confidence_z",
     "decisions",
     "label_metrics",
     "label_experts",

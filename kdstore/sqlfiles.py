@@ -216,6 +216,11 @@ def parse_view_file(path: str | Path, *, builtin: bool = False) -> ViewFile:
     if len(statements) != 1:
         raise SqlFileError(f"a view file holds exactly one statement, found {len(statements)}", path=str(p))
     st = statements[0]
+    if isinstance(st, exp.Command):
+        raise SqlFileError(
+            "sqlglot cannot parse this statement (it fell back to an opaque command): check the syntax",
+            path=str(p), line=1, col=1,
+        )
     if not (isinstance(st, exp.Create) and str(st.args.get("kind", "")).upper() == "VIEW"):
         raise SqlFileError(f"expected CREATE OR REPLACE VIEW {VIEW_SCHEMA}.{name} AS ..., found {st.key.upper()}", path=str(p), line=_line_of(st))
     if not st.args.get("replace"):

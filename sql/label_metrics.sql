@@ -9,7 +9,7 @@
 --   covered / n_valid; support = tp + fn (gold positives among covered); precision = tp/(tp+fp);
 --   recall = tp/(tp+fn); f1 = 2tp/(2tp+fp+fn); accuracy = (tp+tn)/covered; precision_lb and
 --   recall_lb = lower end of the two-sided Wilson score interval at the 'confidence' setting
---   (z = kd.params.wilson_z). Gold is closed-world: a label not listed in kd.gold is negative.
+--   (z from kd.confidence_z). Gold is closed-world: a label not listed in kd.gold is negative.
 -- oracle: tests/oracles.py::label_metrics
 CREATE OR REPLACE VIEW kd.label_metrics AS
 WITH v AS (
@@ -62,13 +62,13 @@ m AS (
         coalesce(c.fp, 0) AS fp,
         coalesce(c.fn, 0) AS fn,
         coalesce(c.tn, 0) AS tn,
-        p.wilson_z AS z
+        cz.z
     FROM kd.teacher_labels AS tl
     JOIN kd.teachers AS t ON t.teacher_id = tl.teacher_id
     JOIN kd.labels AS l ON l.label_id = tl.label_id
     LEFT JOIN c ON c.teacher_id = tl.teacher_id AND c.label_id = tl.label_id
     CROSS JOIN nv
-    CROSS JOIN kd.params AS p
+    CROSS JOIN kd.confidence_z AS cz
     WHERE t.output_type IN ('binary', 'multilabel', 'multiclass', 'vote')
 ),
 r AS (
