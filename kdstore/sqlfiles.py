@@ -242,7 +242,7 @@ def parse_view_file(path: str | Path, *, builtin: bool = False) -> ViewFile:
     return ViewFile(name=name, path=p, text=text, header=header, reads=reads, builtin=builtin, statement=st)
 
 
-def _line_of(node: exp.Expression) -> int | None:
+def _line_of(node: Any) -> int | None:
     from sqlglot import exp
 
     for n in node.walk():
@@ -251,7 +251,7 @@ def _line_of(node: exp.Expression) -> int | None:
     return None
 
 
-def _col_of(node: exp.Expression, text: str) -> int | None:
+def _col_of(node: Any, text: str) -> int | None:
     from sqlglot import exp
 
     for n in node.walk():
@@ -432,17 +432,35 @@ def _qualify(v: ViewFile, schema: Any) -> tuple[str, ...]:
     except OptimizeError as e:
         msg = str(e)
         m = _OPT_POS.search(msg)
-        line = int(m.group(1)) if m else None
-        col = _start_col(v, line, int(m.group(2))) if m else None
-        clean = _OPT_POS.sub("", msg).strip().rstrip(".")
+        line: int | None
+        col: int | None
+        if m:
+            line, col = int(m.group(1)), _start_col(v, int(m.group(1)), int(m.group(2)))
+        else:  # e.g. "Unknown column: x" for t.x: find the column in the file ourselves
+            line, col = _locate_column(v, msg)
+        clean = re.sub(r"^Unknown column: (\S+)", r"Column '\1' could not be resolved", _OPT_POS.sub("", msg).strip()).rstrip(".")
         raise SqlFileError(f"{clean} (checked against the store's tables and the views before it)", path=str(v.path), line=line, col=col) from e
     except SqlglotError as e:
         raise SqlFileError(f"cannot qualify: {e}", path=str(v.path)) from e
-    names = tuple(q.named_selects)
+    names = tuple(str(n) for n in getattr(q, "named_selects", ()))
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup or any(not n for n in names):
         raise SqlFileError(f"every output column needs a distinct name (duplicates: {dup or 'unnamed'})", path=str(v.path))
     return names
+
+
+def _locate_column(v: ViewFile, msg: str) -> tuple[int | None, int | None]:
+    from sqlglot import exp
+
+    m = re.search(r"(?:Unknown column: |Column ')([^'\s]+)", msg)
+    if not m:
+        return None, None
+    for c in v.query.find_all(exp.Column):
+        ident = c.this
+        if c.name == m.group(1) and isinstance(ident, exp.Identifier) and "start" in ident.meta:
+            start = int(ident.meta["start"])
+            return int(ident.meta["line"]), start - (v.text.rfind("\n", 0, start) + 1) + 1
+    return None, None
 
 
 def _start_col(v: ViewFile, line: int | None, end_col: int) -> int:

@@ -307,7 +307,7 @@ def test_evaluate_api(mstore: kdstore.Store) -> None:
         assert mstore.view("label_metrics", where={"tp": 2}, columns=["teacher", "label"]).column_names == ["teacher", "label"]
         experts = {e.label: e for e in mstore.evaluate.experts()}
         assert experts["dog"].best is not None and experts["dog"].reason is None
-        with pytest.raises(kdstore.KdstoreError, match="no view kd.nope"):
+        with pytest.raises(kdstore.KdstoreError, match=r"no view kd\.nope"):
             mstore.view("nope")
         with pytest.raises(kdstore.KdstoreError, match="has no column 'nope'"):
             mstore.view("label_metrics", where={"nope": 1})
