@@ -18,6 +18,8 @@ from kdstore.store.schema import latest_version, migrate, sql_dir
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from kdstore.teachers import RunReport, Teacher, TeacherRegistry
+
 SCHEMA_VERSION = latest_version()
 
 #: Every parameter the SQL views read, with its default and meaning. New names are added to old
@@ -232,6 +234,20 @@ class Store:
         from kdstore import ingest
 
         return ingest.register_features(self, name, source, **kwargs)
+
+    # -- teachers (kdstore.teachers does the work) ------------------------------------------------
+    @property
+    def teachers(self) -> TeacherRegistry:
+        """The registered teachers: ``list``, ``get``, ``add``, ``compatible``. See :mod:`kdstore.teachers`."""
+        from kdstore.teachers.registry import TeacherRegistry
+
+        return TeacherRegistry(self)
+
+    def run_teachers(self, teachers: Sequence[Teacher | str] | str | None = None, **kwargs: Any) -> RunReport:
+        """Run teachers over a feature source. See :func:`kdstore.teachers.run_teachers`."""
+        from kdstore.teachers.run import run_teachers
+
+        return run_teachers(self, teachers, **kwargs)
 
     # -- inspection -----------------------------------------------------------------------------
     def info(self) -> StoreInfo:

@@ -1,0 +1,481 @@
+"""``run_teachers``: run many teachers over a feature source and store their outputs.
+
+How a run goes:
+
+1. Every teacher is checked before anything is written: its model is read and passes the safety
+   checks, its inputs bind to the feature source's columns (else a :class:`TeacherError` says which
+   input does not match and how). These errors abort the call with the store unchanged.
+2. Incremental: a teacher whose outputs for every selected example are already stored with the
+   same fingerprint is skipped; otherwise it computes only the examples it lacks. A teacher whose
+   fingerprint changed (new model file, other URL) recomputes everything.
+3. The feature rows (joined with ``kd.examples``, restricted to ``split``) are read once, in Arrow
+   record batches straight from DuckDB, and each batch is fed to every teacher: ONNX sessions run
+   concurrently on a thread pool (ONNX Runtime releases the GIL; ``workers`` sessions at a time
+   with ``threads`` intra-op threads each, no spinning), HTTP teachers on their own pool.
+4. Each teacher writes through its own DuckDB cursor in its own transaction. A teacher that fails
+   (NaN/inf or wrong-shaped output, endpoint failure) is rolled back — it writes nothing — while
+   the others commit; then one :class:`TeacherError` lists every failure.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from kdstore import ingest
+from kdstore._progress import Progress
+from kdstore.errors import KdstoreError, TeacherError
+from kdstore.sources import Source
+from kdstore.teachers.registry import _ListLengths, _quote, feature_columns
+from kdstore.teachers.spec import InputBinding, as_rows, bind_inputs, build_feed, convert_scores
+
+if TYPE_CHECKING:
+    from kdstore.store.core import Store
+    from kdstore.teachers import Teacher, TeacherSession
+
+#: Rows per feature batch read from DuckDB (each batch goes to every teacher).
+BATCH_ROWS = 1 << 16
+_FLUSH_ROWS = 1 << 18
+
+
+@dataclass(frozen=True, slots=True)
+class TeacherRun:
+    """What one teacher did in a run.
+
+    ``status`` is ``ran``, ``skipped`` (everything already stored with this fingerprint),
+    ``incompatible`` (only when ``teachers=None``: its inputs do not bind to the features) or
+    ``failed`` (rolled back; ``error`` says why).
+    """
+
+    name: str
+    status: str
+    rows: int = 0
+    already_stored: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """The result of :func:`run_teachers`: one :class:`TeacherRun` per teacher, in order."""
+
+    features: str
+    split: str | None
+    runs: tuple[TeacherRun, ...]
+    rows_read: int
+    seconds: float
+    workers: int
+    threads: int
+
+    def __getitem__(self, name: str) -> TeacherRun:
+        for r in self.runs:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+
+class _EmbeddingWriter:
+    """Appends one teacher's embedding vectors to ``kd.embeddings`` (fixed dimension, no duplicates)."""
+
+    def __init__(self, store: Store, teacher_id: int, teacher: str, examples: Any):
+        self.store, self.teacher_id, self.teacher, self.examples = store, teacher_id, teacher, examples
+        self.seen = np.zeros(examples.ids.size, dtype=bool)
+        self.dim: int | None = None
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        n, dim = vectors.shape
+        if self.dim is None:
+            self.dim = dim
+        if dim != self.dim or dim == 0:
+            raise TeacherError(f"teacher {self.teacher!r}: embedding has {dim} values per example, earlier batches had {self.dim}")
+        pos = np.searchsorted(self.examples.ids, ids)
+        if self.seen[pos].any() or np.unique(pos).size != pos.size:
+            raise TeacherError(f"teacher {self.teacher!r}: duplicate example in the feature source")
+        self.seen[pos] = True
+        v32 = np.ascontiguousarray(vectors, dtype=np.float32).ravel()
+        lists = pa.ListArray.from_arrays(pa.array(np.arange(0, n * dim + 1, dim, dtype=np.int32)), pa.array(v32))
+        self.pending.append(pa.table({
+            "teacher_id": pa.array(np.full(n, self.teacher_id, np.int32)), "example_id": pa.array(ids), "vector": lists,
+        }))
+        self.pending_rows += n
+        if self.pending_rows >= _FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            ingest._insert_arrow(self.store, "embeddings", pa.concat_tables(self.pending))
+            self.pending, self.pending_rows = [], 0
+
+
+@dataclass
+class _Active:
+    """A teacher being run: its session, its own cursor/transaction and writers, and its outcome."""
+
+    teacher: Teacher
+    teacher_id: int
+    bindings: list[InputBinding]
+    fingerprint: str | None
+    config: dict[str, Any]
+    stale: bool
+    done: np.ndarray  # sorted example ids already stored (skip them)
+    already: int
+    session: TeacherSession | None = None
+    cur: Store | None = None
+    writer: Any = None
+    emb: _EmbeddingWriter | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    error: BaseException | None = None
+    where: str = ""
+    rows: int = 0
+    seconds: float = 0.0
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _resolve(store: Store, teachers: Sequence[Teacher | str] | None) -> tuple[list[Teacher], bool]:
+    reg = store.teachers
+    if teachers is None:
+        infos = [i for i in reg.list() if i.kind in ("onnx", "http")]
+        return [reg.get(i.name) for i in infos], False
+    if isinstance(teachers, str):
+        teachers = [teachers]
+    out: list[Teacher] = []
+    for t in teachers:
+        if isinstance(t, str):
+            out.append(reg.get(t))
+        else:
+            if t.kind == "stored":
+                raise TeacherError(f"teacher {t.name!r} is a stored-predictions teacher: there is no model to run")
+            reg.add(t)
+            out.append(t)
+    names = [t.name for t in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise TeacherError(f"teacher(s) {dup} given more than once")
+    for t in out:
+        if t.kind == "stored":
+            raise TeacherError(
+                f"teacher {t.name!r} is a stored-predictions teacher: there is no model to run; its outputs are ingested"
+            )
+    return out, True
+
+
+def run_teachers(
+    store: Store,
+    teachers: Sequence[Teacher | str] | str | None = None,
+    *,
+    features: str,
+    split: str | None = None,
+    batch_size: int = BATCH_ROWS,
+    workers: int | None = None,
+    threads: int | None = None,
+    progress: bool | None = None,
+) -> RunReport:
+    """Run teachers over a registered feature source and store their outputs.
+
+    Args:
+        store: the store.
+        teachers: teacher names (registered) or teacher objects (registered or updated first);
+            ``None`` = every registered ONNX/HTTP teacher whose inputs the source can feed.
+        features: the feature source's name (``store.register_features``).
+        split: only the examples of this split (default: every example in ``kd.examples``).
+        batch_size: feature rows per batch read from DuckDB.
+        workers: ONNX sessions running at once (default: min(cores, teachers)).
+        threads: intra-op threads per session (default: cores // workers).
+        progress: show a progress bar (default: when stderr is a terminal).
+
+    Returns:
+        a :class:`RunReport`.
+
+    Raises:
+        TeacherError: before anything runs, for an unsafe model, an incompatible feature source,
+            or a stored teacher; after the others committed, when some teachers failed.
+    """
+    t_start = time.perf_counter()
+    if store.read_only:
+        raise KdstoreError(f"{store.path} is open read-only")
+    if store._tx_depth:
+        raise TeacherError("run_teachers commits each teacher in its own transaction: call it outside store.transaction()")
+    if split is not None and split not in ingest.SPLITS:
+        raise TeacherError(f"split must be one of {ingest.SPLITS}, got {split!r}")
+    if batch_size < 1:
+        raise TeacherError(f"batch_size must be positive, got {batch_size}")
+    objs, explicit = _resolve(store, teachers)
+    columns = feature_columns(store, features)
+    lengths = _ListLengths(store, features)
+    rel = ingest.feature_relation(features)
+    runs: dict[str, TeacherRun] = {}
+    planned: list[tuple[Teacher, list[InputBinding]]] = []
+    for t in objs:
+        try:
+            bindings = bind_inputs(t.name, t.signature(), columns, features, t.input_map, lengths)
+        except TeacherError as e:
+            if explicit:
+                raise
+            runs[t.name] = TeacherRun(t.name, "incompatible", error=str(e))
+            continue
+        planned.append((t, bindings))
+
+    # -- what is already stored ----------------------------------------------------------------
+    where, params = ("WHERE e.split = ?", [split]) if split else ("", [])
+    selection = f"SELECT f.example_id FROM {rel} AS f JOIN kd.examples AS e ON e.example_id = f.example_id {where}"
+    row = store.one(f"SELECT count(*) FROM ({selection})", params)
+    total = int(row[0]) if row else 0
+    active: list[_Active] = []
+    reg = store.teachers
+    for t, bindings in planned:
+        info = reg.info(t.name)
+        fp = t.fingerprint()
+        config = t.config()
+        stale = info.fingerprint != fp
+        table = "embeddings" if t.output_type == "embedding" else "scores"
+        if stale:
+            done = np.empty(0, np.int64)
+        else:
+            sql = (f"SELECT s.example_id FROM kd.{table} AS s WHERE s.teacher_id = ? AND s.example_id IN ({selection}) "
+                   "ORDER BY 1")
+            if store.trace is not None:
+                store.trace(sql)
+            rel_done = store.con.sql(sql, params=[info.teacher_id, *params])
+            assert rel_done is not None
+            tbl = rel_done.to_arrow_table()
+            done = np.asarray(tbl.column(0).to_numpy(), dtype=np.int64)
+        if not stale and done.size >= total:
+            runs[t.name] = TeacherRun(t.name, "skipped", already_stored=int(done.size))
+            continue
+        active.append(_Active(t, info.teacher_id, bindings, fp, config, stale, done, int(done.size)))
+
+    cores = _cpu_count()
+    n_cpu = sum(1 for a in active if a.teacher.kind != "http")
+    workers = max(1, workers if workers is not None else min(cores, max(n_cpu, 1)))
+    threads = max(1, threads if threads is not None else max(1, cores // workers))
+    rows_read = 0
+    if active:
+        rows_read = _execute(store, active, rel, selection, where, params, total, batch_size, workers, threads, progress)
+    for a in active:
+        if a.error is None:
+            runs[a.teacher.name] = TeacherRun(a.teacher.name, "ran", a.rows, a.already, round(a.seconds, 6))
+        else:
+            runs[a.teacher.name] = TeacherRun(a.teacher.name, "failed", 0, a.already, round(a.seconds, 6), _describe(a))
+    report = RunReport(
+        features, split, tuple(runs[t.name] for t in objs), rows_read, time.perf_counter() - t_start, workers, threads,
+    )
+    failed = [a for a in active if a.error is not None]
+    if failed:
+        ok = [r.name for r in report.runs if r.status == "ran"]
+        msg = "; ".join(_describe(a) for a in failed)
+        raise TeacherError(
+            f"{len(failed)} teacher(s) failed and wrote nothing: {msg}"
+            + (f" (committed: {', '.join(ok)})" if ok else "")
+        ) from failed[0].error
+    return report
+
+
+def _describe(a: _Active) -> str:
+    e = a.error
+    text = str(e) if isinstance(e, KdstoreError) else f"{type(e).__name__}: {e}"
+    return f"teacher {a.teacher.name!r}{' ' + a.where if a.where else ''}: {text}"
+
+
+def _execute(
+    store: Store, active: list[_Active], rel: str, selection: str, where: str, params: list[Any], total: int,
+    batch_size: int, workers: int, threads: int, progress: bool | None,
+) -> int:
+    from kdstore.store.core import Store as StoreClass
+
+    examples = ingest._Examples(store)
+    # rows every active teacher already has are not read at all
+    skip_all = active[0].done
+    for a in active[1:]:
+        skip_all = np.intersect1d(skip_all, a.done, assume_unique=True) if skip_all.size else skip_all
+    needed = list(dict.fromkeys(c for a in active for b in a.bindings for c in b.columns))
+    cols = ", ".join(f"f.{_quote(c)}" for c in needed)
+    anti = ""
+    if skip_all.size:
+        anti = ("AND" if where else "WHERE") + " f.example_id NOT IN (SELECT example_id FROM __kdstore_skip)"
+    query = f"SELECT f.example_id, {cols} FROM {rel} AS f JOIN kd.examples AS e ON e.example_id = f.example_id {where} {anti}"
+    to_read = total - int(skip_all.size)
+
+    cpu_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kdstore-teacher")
+    n_http = sum(1 for a in active if a.teacher.kind == "http")
+    io_pool = ThreadPoolExecutor(max_workers=n_http, thread_name_prefix="kdstore-http") if n_http else None
+    reader_cur = store.con.cursor()
+    rows_read = 0
+    try:
+        for a in active:
+            a.cur = StoreClass(store.con.cursor(), store.path, read_only=False, trace=store.trace)
+            a.cur.run("BEGIN TRANSACTION")
+            if a.stale:
+                a.cur.run("DELETE FROM kd.scores WHERE teacher_id = ?", [a.teacher_id])
+                a.cur.run("DELETE FROM kd.embeddings WHERE teacher_id = ?", [a.teacher_id])
+            tdef = ingest.get_teacher(a.cur, a.teacher.name)
+            src = Source(f"teacher {a.teacher.name!r} on features", pa.RecordBatchReader.from_batches(pa.schema([]), []), None)
+            a.session = a.teacher.open(threads=1 if a.teacher.kind == "http" else threads)
+            if a.session.score_output is not None:
+                a.writer = ingest.ScoreWriter(a.cur, tdef, src, examples)
+            if a.session.embedding_output is not None:
+                a.emb = _EmbeddingWriter(a.cur, a.teacher_id, a.teacher.name, examples)
+        if skip_all.size:
+            reader_cur.register("__kdstore_skip", pa.table({"example_id": skip_all}))
+        if store.trace is not None:
+            store.trace(query if not params else f"{query}  -- params: {params!r}")
+        relation = reader_cur.sql(query, params=params or None)
+        assert relation is not None
+        reader = relation.to_arrow_reader(batch_size)
+        pending: deque[tuple[int, list[Future[None]]]] = deque()
+        offset = 0
+        label = f"{len(active)} teacher(s)"
+        with Progress(label, to_read, enabled=progress) as bar:
+            for batch_no, batch in enumerate(reader):
+                if batch.num_rows == 0:
+                    continue
+                live = [a for a in active if a.error is None]
+                if not live:
+                    break
+                ids = np.asarray(batch.column(0).to_numpy(), dtype=np.int64)
+                rows = np.arange(offset, offset + batch.num_rows)
+                offset += batch.num_rows
+                cache: dict[Any, np.ndarray] = {}
+                futures: list[Future[None]] = []
+                for a in live:
+                    keep = _todo(a.done, ids)
+                    if keep is not None and not keep.any():
+                        continue
+                    try:
+                        feeds = {}
+                        for b in a.bindings:
+                            if b.key not in cache:
+                                cache[b.key] = build_feed(b, batch, a.teacher.name)
+                            feeds[b.spec.name] = cache[b.key] if keep is None else cache[b.key][keep]
+                    except Exception as e:
+                        a.error, a.where = e, _where(batch_no, ids)
+                        continue
+                    a_ids = ids if keep is None else ids[keep]
+                    a_rows = rows if keep is None else rows[keep]
+                    pool = io_pool if a.teacher.kind == "http" and io_pool is not None else cpu_pool
+                    futures.append(pool.submit(_task, a, batch_no, a_ids, a_rows, feeds))
+                pending.append((batch.num_rows, futures))
+                rows_read += batch.num_rows
+                while len(pending) > 1:  # one batch computing while the next is read and prepared
+                    _drain(pending.popleft(), bar)
+            while pending:
+                _drain(pending.popleft(), bar)
+        for a in active:
+            if a.error is not None:
+                continue
+            try:
+                with a.lock:
+                    if a.writer is not None:
+                        a.writer.flush()
+                    if a.emb is not None:
+                        a.emb.flush()
+                    assert a.cur is not None
+                    a.cur.run(
+                        "UPDATE kd.teachers SET fingerprint = ? WHERE teacher_id = ?", [a.fingerprint, a.teacher_id]
+                    )
+                    a.cur.run("COMMIT")
+            except Exception as e:
+                a.error, a.where = e, "while committing"
+        for a in active:
+            if a.error is not None and a.cur is not None:
+                _rollback(a.cur)
+    except BaseException:
+        for a in active:
+            if a.cur is not None:
+                _rollback(a.cur)
+        raise
+    finally:
+        cpu_pool.shutdown(wait=True, cancel_futures=True)
+        if io_pool is not None:
+            io_pool.shutdown(wait=True, cancel_futures=True)
+        for a in active:
+            if a.session is not None:
+                a.session.close()
+            if a.cur is not None:
+                a.cur.close()
+        reader_cur.close()
+    return rows_read
+
+
+def _rollback(cur: Store) -> None:
+    try:
+        cur.run("ROLLBACK")
+    except Exception:  # already rolled back / never begun
+        return
+
+
+def _where(batch_no: int, ids: np.ndarray) -> str:
+    return f"on feature batch {batch_no} ({ids.size} examples, ids {int(ids.min())}..{int(ids.max())})" if ids.size else ""
+
+
+def _todo(done: np.ndarray, ids: np.ndarray) -> np.ndarray | None:
+    """Mask of the batch rows the teacher still lacks; None = all of them."""
+    if done.size == 0:
+        return None
+    pos = np.minimum(np.searchsorted(done, ids), done.size - 1)
+    keep: np.ndarray = done[pos] != ids
+    return None if keep.all() else keep
+
+
+def _drain(item: tuple[int, list[Future[None]]], bar: Progress) -> None:
+    n, futures = item
+    for f in futures:
+        f.result()  # _task never raises; this waits
+    bar.update(n)
+
+
+def _task(a: _Active, batch_no: int, ids: np.ndarray, rows: np.ndarray, feeds: dict[str, np.ndarray]) -> None:
+    if a.error is not None:
+        return
+    t0 = time.perf_counter()
+    try:
+        assert a.session is not None
+        out = a.session.run(feeds)
+        scores = emb = None
+        t = a.teacher
+        if a.session.score_output is not None:
+            name = a.session.score_output
+            if name not in out:
+                raise TeacherError(f"teacher {t.name!r}: the session returned no output {name!r}")
+            tol = float(a.writer.tol) if a.writer is not None else 1e-3
+            scores = convert_scores(out[name], teacher=t.name, output=name, output_type=t.output_type,
+                                    n_labels=len(t.labels), mode=t.scores, ids=ids, tolerance=tol)
+        if a.session.embedding_output is not None:
+            name = a.session.embedding_output
+            if name not in out:
+                raise TeacherError(f"teacher {t.name!r}: the session returned no output {name!r}")
+            emb = as_rows(out[name], ids.size, t.name, name, ids)
+        with a.lock:
+            if a.error is not None:
+                return
+            if scores is not None:
+                a.writer.add(ids, scores, rows, a.session.score_output, "example_id")
+            if emb is not None and a.emb is not None:
+                a.emb.add(ids, emb)
+            a.rows += int(ids.size)
+    except Exception as e:
+        with a.lock:
+            if a.error is None:
+                a.error, a.where = e, _where(batch_no, ids)
+    finally:
+        with a.lock:
+            a.seconds += time.perf_counter() - t0
+
+
+__all__ = ["BATCH_ROWS", "RunReport", "TeacherRun", "run_teachers"]
