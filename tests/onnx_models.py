@@ -5,12 +5,15 @@ Each builder returns the model and the weights, so tests can compute a NumPy for
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+import kdstore
 
 OPSET = 17
 
@@ -51,7 +54,7 @@ def mlp(d: int = 4, hidden: tuple[int, ...] = (8, 6), k: int = 3, *, seed: int =
     sizes = [d, *hidden, k]
     weights = [
         (rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32), rng.normal(0, 0.1, b).astype(np.float32))
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        for a, b in itertools.pairwise(sizes)
     ]
     nodes, inits = [], []
     h = input_name
@@ -129,3 +132,47 @@ def text_model() -> onnx.ModelProto:
 def save(model: onnx.ModelProto, path: Path) -> Path:
     path.write_bytes(model.SerializeToString())
     return path
+
+
+def strip_output_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose graph outputs have symbolic dims only (so only a run can find a wrong shape)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.output:
+        for i, dim in enumerate(vi.type.tensor_type.shape.dim):
+            dim.dim_param = f"d{i}"
+    return m
+
+
+def populate(store: kdstore.Store, x: np.ndarray, *, labels: tuple[str, ...] = ("a", "b", "c"), name: str = "f",
+             list_column: bool = False, start: int = 0) -> np.ndarray:
+    """Labels, examples (even ids train, odd valid) and a feature source ``name`` holding ``x``.
+
+    Features are columns c0..c{d-1}, or one FLOAT[d] column ``x`` with ``list_column=True``.
+    Returns the example ids.
+    """
+    import pyarrow as pa
+
+    n, d = x.shape
+    ids = np.arange(start, start + n, dtype=np.int64)
+    store.add_labels(list(labels))
+    store.add_examples(pa.table({"example_id": ids, "split": np.where(ids % 2 == 0, "train", "valid")}))
+    if list_column:
+        col = pa.FixedSizeListArray.from_arrays(pa.array(x.astype(np.float32).ravel()), d)
+        table = pa.table({"example_id": ids, "x": col})
+    else:
+        table = pa.table({"example_id": ids, **{f"c{j}": x[:, j].astype(np.float32) for j in range(d)}})
+    store.register_features(name, table, replace=True)
+    return ids
+
+
+def stored(store: kdstore.Store, teacher: str, table: str = "scores") -> tuple[np.ndarray, np.ndarray]:
+    """(example ids, [n, width] values) of a teacher's stored scores or embeddings, by example id."""
+    col = "scores" if table == "scores" else "vector"
+    t = store.query(
+        f"SELECT s.example_id, s.{col} FROM kd.{table} s JOIN kd.teachers t USING (teacher_id) "
+        f"WHERE t.name = '{teacher}' ORDER BY 1"
+    )
+    ids = np.asarray(t.column(0).to_numpy(), dtype=np.int64)
+    vals = np.array(t.column(1).to_pylist(), dtype=np.float64).reshape(len(ids), -1) if len(ids) else np.empty((0, 0))
+    return ids, vals

@@ -53,7 +53,7 @@ class HttpTeacher:
         url: the endpoint (``http://`` or ``https://``).
         name, labels, output_type, output, embedding, inputs, scores, threshold: as for
             :class:`~kdstore.teachers.OnnxTeacher`; ``output`` defaults to the first output the
-            endpoint's ``GET`` lists, else ``"output"``.
+            endpoint's ``GET`` lists (``"output"`` if it lists none).
         signature: the model inputs; default: asked from the endpoint with ``GET``.
         format: ``json`` or ``arrow`` (Arrow IPC stream) request and answer bodies.
         timeout: seconds per socket operation (connect, send, each read).
@@ -129,7 +129,11 @@ class HttpTeacher:
     def _metadata(self) -> dict[str, Any]:
         with self._lock:
             if self._meta is None:
-                self._meta = _Client(self).get_json()
+                client = _Client(self)
+                try:
+                    self._meta = client.get_json()
+                finally:
+                    client.close()
             return self._meta
 
     def signature(self) -> tuple[TensorSpec, ...]:
@@ -146,7 +150,10 @@ class HttpTeacher:
     @property
     def output(self) -> str:
         if self._output is None:
-            outs = self._metadata().get("outputs") if self._signature is None else None
+            try:
+                outs = self._metadata().get("outputs")
+            except TeacherError as e:
+                raise TeacherError(f"{e}; pass output= to name the output without asking the endpoint") from None
             if isinstance(outs, list) and outs and isinstance(outs[0], Mapping) and "name" in outs[0]:
                 self._output = str(outs[0]["name"])
             else:
@@ -199,6 +206,8 @@ class _Client:
         self.port = parts.port
         self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.local = threading.local()
+        self.open_conns: set[http.client.HTTPConnection] = set()
+        self.lock = threading.Lock()
 
     def _conn(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self.local, "conn", None)
@@ -206,6 +215,8 @@ class _Client:
             cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
             conn = cls(self.host, self.port, timeout=self.t.timeout)
             self.local.conn = conn
+            with self.lock:
+                self.open_conns.add(conn)
         return conn
 
     def _drop(self) -> None:
@@ -213,6 +224,8 @@ class _Client:
         if conn is not None:
             conn.close()
             self.local.conn = None
+            with self.lock:
+                self.open_conns.discard(conn)
 
     def request(self, method: str, body: bytes | None, content_type: str | None, what: str) -> tuple[str, bytes]:
         """(content type, body) of a 200 answer; retries retryable failures, then raises."""
@@ -263,7 +276,11 @@ class _Client:
         return meta
 
     def close(self) -> None:
-        self._drop()
+        """Close every kept-alive connection (those of other threads too)."""
+        with self.lock:
+            conns, self.open_conns = list(self.open_conns), set()
+        for conn in conns:
+            conn.close()
 
 
 class HttpSession:
@@ -282,7 +299,12 @@ class HttpSession:
         step = self.teacher.request_rows
         spans = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
         futures = [self.pool.submit(self._post, {k: v[lo:hi] for k, v in feeds.items()}, lo, hi) for lo, hi in spans]
-        parts = [f.result() for f in futures]  # the first failure (in row order) is raised
+        try:
+            parts = [f.result() for f in futures]  # the first failure (in row order) is raised
+        except BaseException:
+            for f in futures:
+                f.cancel()  # requests not yet sent are not sent
+            raise
         return {k: np.concatenate([p[k] for p in parts]) for k in self.names} if parts else {}
 
     def _post(self, feeds: Mapping[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
@@ -290,10 +312,10 @@ class HttpSession:
         what = f"for rows {lo}..{hi - 1} of the batch"
         if t.format == "json":
             body = json.dumps({"inputs": {k: v.tolist() for k, v in feeds.items()}, "outputs": self.names}).encode()
-            ctype, data = self.client.request("POST", body, "application/json", what)
+            _, data = self.client.request("POST", body, "application/json", what)
             outs = _parse_json(data)
         else:
-            ctype, data = self.client.request("POST", encode_arrow(feeds, self.names), ARROW_STREAM, what)
+            _, data = self.client.request("POST", encode_arrow(feeds, self.names), ARROW_STREAM, what)
             outs = decode_arrow(data)
         result: dict[str, np.ndarray] = {}
         for k in self.names:
