@@ -19,6 +19,9 @@ from kdstore.errors import TeacherError
 from kdstore.teachers.safety import CheckedModel, load_model
 from kdstore.teachers.spec import TensorSpec, check_output_config, check_static_output, describe_signature
 
+#: Rows per ONNX Runtime call: big feature batches are cut so the layer activations stay in cache.
+CHUNK_ROWS = 2048
+
 
 def _spec(value_info: Any, what: str, source: str) -> TensorSpec:
     from onnx import helper
@@ -249,22 +252,25 @@ class OnnxSession:
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            if self.fixed_batch is None:
+            if self.fixed_batch is not None:
+                return self._run_fixed(feeds, self.fixed_batch, pad=True)
+            n = len(next(iter(feeds.values())))
+            if n <= CHUNK_ROWS:
                 return dict(zip(self.names, self.session.run(self.names, dict(feeds)), strict=True))
-            return self._run_fixed(feeds, self.fixed_batch)
+            return self._run_fixed(feeds, CHUNK_ROWS, pad=False)
         except TeacherError:
             raise
         except Exception as e:
             raise TeacherError(f"teacher {self.teacher.name!r}: inference failed: {e}") from e
 
-    def _run_fixed(self, feeds: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-        """A model with a fixed batch dimension: run chunks of that size, padding the last one."""
+    def _run_fixed(self, feeds: Mapping[str, np.ndarray], size: int, *, pad: bool) -> dict[str, np.ndarray]:
+        """Run chunks of ``size`` rows; ``pad`` the last one (a model with a fixed batch dimension)."""
         n = len(next(iter(feeds.values())))
         parts: dict[str, list[np.ndarray]] = {k: [] for k in self.names}
         for s in range(0, n, size):
             chunk = {k: v[s : s + size] for k, v in feeds.items()}
             m = len(next(iter(chunk.values())))
-            if m < size:
+            if pad and m < size:
                 chunk = {k: np.concatenate([v, np.repeat(v[-1:], size - m, axis=0)]) for k, v in chunk.items()}
             for k, r in zip(self.names, self.session.run(self.names, chunk), strict=True):
                 parts[k].append(np.asarray(r)[:m])

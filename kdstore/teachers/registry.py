@@ -93,25 +93,33 @@ class TeacherRegistry:
         self.store = store
 
     # -- reading ---------------------------------------------------------------------------------
-    def _rows(self, name: str | None) -> builtins.list[TeacherInfo]:
+    def _rows(self, name: str | None, *, counts: bool = True) -> builtins.list[TeacherInfo]:
+        """Registered teachers (all, or ``name``); ``counts=False`` skips the output counts (left 0)."""
         where, params = ("WHERE t.name = ?", [name]) if name is not None else ("", [])
         rows = self.store.execute(
             f"""
             SELECT t.teacher_id, t.name, t.kind, t.output_type, t.uri, t.input_type, t.fingerprint, t.threshold,
                    CAST(t.config AS VARCHAR),
                    (SELECT list(l.name ORDER BY tl.output_index) FROM kd.teacher_labels tl
-                      JOIN kd.labels l ON l.label_id = tl.label_id WHERE tl.teacher_id = t.teacher_id),
-                   (SELECT count(*) FROM kd.scores s WHERE s.teacher_id = t.teacher_id),
-                   (SELECT count(*) FROM kd.embeddings e WHERE e.teacher_id = t.teacher_id)
+                      JOIN kd.labels l ON l.label_id = tl.label_id WHERE tl.teacher_id = t.teacher_id)
             FROM kd.teachers t {where} ORDER BY t.teacher_id
             """,
             params,
         ).fetchall()
+        n_scores: dict[int, int] = {}
+        n_emb: dict[int, int] = {}
+        if counts and rows:
+            ids = [int(r[0]) for r in rows]
+            for table, into in (("scores", n_scores), ("embeddings", n_emb)):
+                got = self.store.execute(
+                    f"SELECT teacher_id, count(*) FROM kd.{table} WHERE teacher_id IN (SELECT unnest(?)) GROUP BY 1", [ids]
+                ).fetchall()
+                into.update({int(t): int(c) for t, c in got})
         return [
             TeacherInfo(
                 teacher_id=int(r[0]), name=str(r[1]), kind=str(r[2]), output_type=str(r[3]), uri=r[4], input_type=r[5],
                 fingerprint=r[6], threshold=r[7], config=json.loads(r[8]) if r[8] else {},
-                labels=tuple(r[9] or ()), rows=int(r[10]), embeddings=int(r[11]),
+                labels=tuple(r[9] or ()), rows=n_scores.get(int(r[0]), 0), embeddings=n_emb.get(int(r[0]), 0),
             )
             for r in rows
         ]
@@ -121,7 +129,7 @@ class TeacherRegistry:
         return self._rows(None)
 
     def names(self) -> builtins.list[str]:
-        return [t.name for t in self.list()]
+        return [t.name for t in self._rows(None, counts=False)]
 
     def info(self, name: str) -> TeacherInfo:
         """The registered teacher ``name``; :class:`TeacherError` if there is none."""
@@ -131,7 +139,7 @@ class TeacherRegistry:
         return rows[0]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and bool(self._rows(name))
+        return isinstance(name, str) and bool(self._rows(name, counts=False))
 
     def __iter__(self) -> Iterator[TeacherInfo]:
         return iter(self.list())
@@ -142,11 +150,18 @@ class TeacherRegistry:
 
     def get(self, name: str) -> Teacher:
         """Rebuild the teacher object of a registered teacher (model files are read lazily)."""
+
+        found = self._rows(name, counts=False)
+        if not found:
+            raise TeacherError(f"unknown teacher {name!r} (registered: {', '.join(self.names()) or 'none'})")
+        return self._build(found[0])
+
+    def _build(self, info: TeacherInfo) -> Teacher:
         from kdstore.teachers.http import HttpTeacher
         from kdstore.teachers.onnx import OnnxTeacher
         from kdstore.teachers.stored import StoredTeacher
 
-        info = self.info(name)
+        name = info.name
         cfg = info.config
         common: dict[str, Any] = {
             "name": info.name, "labels": info.labels, "output_type": info.output_type, "threshold": info.threshold,
@@ -181,7 +196,7 @@ class TeacherRegistry:
         config = teacher.config()
         input_type = teacher.input_type()
         with store.transaction():
-            old = self._rows(teacher.name)
+            old = self._rows(teacher.name, counts=False)
             if old and old[0].kind != teacher.kind and not replace:
                 raise TeacherError(
                     f"teacher {teacher.name!r} is registered as a {old[0].kind} teacher; pass replace=True to make it "
@@ -240,7 +255,7 @@ class TeacherRegistry:
         cols = feature_columns(self.store, feature_source)
         lengths = _ListLengths(self.store, feature_source)
         result: dict[str, str | None] = {}
-        for info in self.list():
+        for info in self._rows(None, counts=False):
             if info.kind == "stored":
                 continue
             sig = info.config.get("signature")

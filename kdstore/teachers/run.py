@@ -12,9 +12,17 @@ How a run goes:
    record batches straight from DuckDB, and each batch is fed to every teacher: ONNX sessions run
    concurrently on a thread pool (ONNX Runtime releases the GIL; ``workers`` sessions at a time
    with ``threads`` intra-op threads each, no spinning), HTTP teachers on their own pool.
-4. Each teacher writes through its own DuckDB cursor in its own transaction. A teacher that fails
-   (NaN/inf or wrong-shaped output, endpoint failure) is rolled back — it writes nothing — while
-   the others commit; then one :class:`TeacherError` lists every failure.
+4. Each teacher writes through its own DuckDB cursor in its own transaction, from the worker
+   thread that computed the batch. A teacher that fails (NaN/inf or wrong-shaped output, an
+   endpoint failure) is rolled back — it writes nothing — while the others commit; then one
+   :class:`TeacherError` lists every failure.
+
+Outputs are checked where they are converted (:func:`~kdstore.teachers.spec.convert_scores`: batch
+size, width, NaN/inf, probability range, multiclass sums; errors name the example id). The example
+keys need no per-row check: rows come from a join with ``kd.examples`` and one query per run
+checks the feature source has no duplicate ids. This keeps the write path to building Arrow arrays
+and one INSERT per batch (``ingest.ScoreWriter``'s row-level checks cost ~1.4 µs/row, as much as
+the inference itself for a small MLP).
 """
 
 from __future__ import annotations
@@ -34,7 +42,6 @@ import pyarrow as pa
 from kdstore import ingest
 from kdstore._progress import Progress
 from kdstore.errors import KdstoreError, TeacherError
-from kdstore.sources import Source
 from kdstore.teachers.registry import _ListLengths, _quote, feature_columns
 from kdstore.teachers.spec import InputBinding, as_rows, bind_inputs, build_feed, convert_scores
 
@@ -44,7 +51,6 @@ if TYPE_CHECKING:
 
 #: Rows per feature batch read from DuckDB (each batch goes to every teacher).
 BATCH_ROWS = 1 << 16
-_FLUSH_ROWS = 1 << 18
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,39 +89,26 @@ class RunReport:
         raise KeyError(name)
 
 
-class _EmbeddingWriter:
-    """Appends one teacher's embedding vectors to ``kd.embeddings`` (fixed dimension, no duplicates)."""
+class _Appender:
+    """Appends one teacher's rows (scores or embedding vectors) to ``kd.scores`` / ``kd.embeddings``."""
 
-    def __init__(self, store: Store, teacher_id: int, teacher: str, examples: Any):
-        self.store, self.teacher_id, self.teacher, self.examples = store, teacher_id, teacher, examples
-        self.seen = np.zeros(examples.ids.size, dtype=bool)
-        self.dim: int | None = None
-        self.pending: list[pa.Table] = []
-        self.pending_rows = 0
+    def __init__(self, store: Store, table: str, column: str, teacher_id: int, teacher: str):
+        self.store, self.table, self.column, self.teacher_id, self.teacher = store, table, column, teacher_id, teacher
+        self.width: int | None = None
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        n, dim = vectors.shape
-        if self.dim is None:
-            self.dim = dim
-        if dim != self.dim or dim == 0:
-            raise TeacherError(f"teacher {self.teacher!r}: embedding has {dim} values per example, earlier batches had {self.dim}")
-        pos = np.searchsorted(self.examples.ids, ids)
-        if self.seen[pos].any() or np.unique(pos).size != pos.size:
-            raise TeacherError(f"teacher {self.teacher!r}: duplicate example in the feature source")
-        self.seen[pos] = True
-        v32 = np.ascontiguousarray(vectors, dtype=np.float32).ravel()
-        lists = pa.ListArray.from_arrays(pa.array(np.arange(0, n * dim + 1, dim, dtype=np.int32)), pa.array(v32))
-        self.pending.append(pa.table({
-            "teacher_id": pa.array(np.full(n, self.teacher_id, np.int32)), "example_id": pa.array(ids), "vector": lists,
+    def add(self, ids: np.ndarray, values: np.ndarray) -> None:
+        n, width = values.shape
+        if self.width is None:
+            self.width = width
+        if width != self.width or width == 0:
+            raise TeacherError(
+                f"teacher {self.teacher!r}: {width} values per example in {self.table}, earlier batches had {self.width}"
+            )
+        flat = np.ascontiguousarray(values, dtype=np.float32).ravel()
+        lists = pa.ListArray.from_arrays(pa.array(np.arange(0, n * width + 1, width, dtype=np.int32)), pa.array(flat))
+        ingest._insert_arrow(self.store, self.table, pa.table({
+            "teacher_id": pa.array(np.full(n, self.teacher_id, np.int32)), "example_id": pa.array(ids), self.column: lists,
         }))
-        self.pending_rows += n
-        if self.pending_rows >= _FLUSH_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            ingest._insert_arrow(self.store, "embeddings", pa.concat_tables(self.pending))
-            self.pending, self.pending_rows = [], 0
 
 
 @dataclass
@@ -126,14 +119,13 @@ class _Active:
     teacher_id: int
     bindings: list[InputBinding]
     fingerprint: str | None
-    config: dict[str, Any]
     stale: bool
     done: np.ndarray  # sorted example ids already stored (skip them)
     already: int
     session: TeacherSession | None = None
     cur: Store | None = None
-    writer: Any = None
-    emb: _EmbeddingWriter | None = None
+    writer: _Appender | None = None
+    emb: _Appender | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     error: BaseException | None = None
     where: str = ""
@@ -150,15 +142,15 @@ def _cpu_count() -> int:
 
 def _resolve(store: Store, teachers: Sequence[Teacher | str] | None) -> tuple[list[Teacher], bool]:
     reg = store.teachers
+    infos = {i.name: i for i in reg._rows(None, counts=False)}
     if teachers is None:
-        infos = [i for i in reg.list() if i.kind in ("onnx", "http")]
-        return [reg.get(i.name) for i in infos], False
+        return [reg._build(i) for i in infos.values() if i.kind in ("onnx", "http")], False
     if isinstance(teachers, str):
         teachers = [teachers]
     out: list[Teacher] = []
     for t in teachers:
         if isinstance(t, str):
-            out.append(reg.get(t))
+            out.append(reg._build(infos[t]) if t in infos else reg.get(t))
         else:
             if t.kind == "stored":
                 raise TeacherError(f"teacher {t.name!r} is a stored-predictions teacher: there is no model to run")
@@ -235,31 +227,38 @@ def run_teachers(
     # -- what is already stored ----------------------------------------------------------------
     where, params = ("WHERE e.split = ?", [split]) if split else ("", [])
     selection = f"SELECT f.example_id FROM {rel} AS f JOIN kd.examples AS e ON e.example_id = f.example_id {where}"
-    row = store.one(f"SELECT count(*) FROM ({selection})", params)
-    total = int(row[0]) if row else 0
+    row = store.one(f"SELECT count(*), count(*) - count(DISTINCT example_id) FROM ({selection})", params)
+    total, dups = (int(row[0]), int(row[1])) if row else (0, 0)
+    if dups and planned:
+        dup = store.one(f"SELECT example_id FROM ({selection}) GROUP BY 1 HAVING count(*) > 1 LIMIT 1", params)
+        raise TeacherError(f"feature source {features!r} has example {dup[0] if dup else '?'} more than once")
+    infos = {i.name: i for i in store.teachers._rows(None, counts=False)}
+    stored_counts: dict[tuple[str, int], int] = {}
+    for table in ("scores", "embeddings"):
+        ids = [infos[t.name].teacher_id for t, _ in planned if (t.output_type == "embedding") == (table == "embeddings")]
+        if ids:  # a cheap count first: teachers with no outputs at all need no join with the selection
+            got = _fetch(store, f"SELECT teacher_id FROM kd.{table} WHERE teacher_id IN (SELECT unnest(?)) GROUP BY 1", [ids])
+            ids = [int(i) for i in got.column(0).to_pylist()]
+        if ids:
+            got = _fetch(store, f"SELECT s.teacher_id, count(*) FROM kd.{table} AS s WHERE s.teacher_id IN "
+                                f"(SELECT unnest(?)) AND s.example_id IN ({selection}) GROUP BY 1", [ids, *params])
+            stored_counts.update({(table, int(a)): int(b) for a, b in zip(got.column(0).to_pylist(), got.column(1).to_pylist(), strict=True)})
     active: list[_Active] = []
-    reg = store.teachers
     for t, bindings in planned:
-        info = reg.info(t.name)
+        info = infos[t.name]
         fp = t.fingerprint()
-        config = t.config()
         stale = info.fingerprint != fp
         table = "embeddings" if t.output_type == "embedding" else "scores"
-        if stale:
-            done = np.empty(0, np.int64)
-        else:
-            sql = (f"SELECT s.example_id FROM kd.{table} AS s WHERE s.teacher_id = ? AND s.example_id IN ({selection}) "
-                   "ORDER BY 1")
-            if store.trace is not None:
-                store.trace(sql)
-            rel_done = store.con.sql(sql, params=[info.teacher_id, *params])
-            assert rel_done is not None
-            tbl = rel_done.to_arrow_table()
-            done = np.asarray(tbl.column(0).to_numpy(), dtype=np.int64)
-        if not stale and done.size >= total:
-            runs[t.name] = TeacherRun(t.name, "skipped", already_stored=int(done.size))
+        have = 0 if stale else stored_counts.get((table, info.teacher_id), 0)
+        if have >= total and not stale:
+            runs[t.name] = TeacherRun(t.name, "skipped", already_stored=have)
             continue
-        active.append(_Active(t, info.teacher_id, bindings, fp, config, stale, done, int(done.size)))
+        done = np.empty(0, np.int64)
+        if have:
+            got = _fetch(store, f"SELECT s.example_id FROM kd.{table} AS s WHERE s.teacher_id = ? AND s.example_id IN "
+                                f"({selection}) ORDER BY 1", [info.teacher_id, *params])
+            done = np.asarray(got.column(0).to_numpy(), dtype=np.int64)
+        active.append(_Active(t, info.teacher_id, bindings, fp, stale, done, have))
 
     cores = _cpu_count()
     n_cpu = sum(1 for a in active if a.teacher.kind != "http")
@@ -287,6 +286,14 @@ def run_teachers(
     return report
 
 
+def _fetch(store: Store, sql: str, params: list[Any]) -> pa.Table:
+    if store.trace is not None:
+        store.trace(f"{sql}  -- params: {params!r}")
+    rel = store.con.sql(sql, params=params)
+    assert rel is not None
+    return rel.to_arrow_table()
+
+
 def _describe(a: _Active) -> str:
     e = a.error
     text = str(e) if isinstance(e, KdstoreError) else f"{type(e).__name__}: {e}"
@@ -299,7 +306,7 @@ def _execute(
 ) -> int:
     from kdstore.store.core import Store as StoreClass
 
-    examples = ingest._Examples(store)
+    tolerance = store.settings["multiclass_tolerance"]
     # rows every active teacher already has are not read at all
     skip_all = active[0].done
     for a in active[1:]:
@@ -324,13 +331,11 @@ def _execute(
             if a.stale:
                 a.cur.run("DELETE FROM kd.scores WHERE teacher_id = ?", [a.teacher_id])
                 a.cur.run("DELETE FROM kd.embeddings WHERE teacher_id = ?", [a.teacher_id])
-            tdef = ingest.get_teacher(a.cur, a.teacher.name)
-            src = Source(f"teacher {a.teacher.name!r} on features", pa.RecordBatchReader.from_batches(pa.schema([]), []), None)
             a.session = a.teacher.open(threads=1 if a.teacher.kind == "http" else threads)
             if a.session.score_output is not None:
-                a.writer = ingest.ScoreWriter(a.cur, tdef, src, examples)
+                a.writer = _Appender(a.cur, "scores", "scores", a.teacher_id, a.teacher.name)
             if a.session.embedding_output is not None:
-                a.emb = _EmbeddingWriter(a.cur, a.teacher_id, a.teacher.name, examples)
+                a.emb = _Appender(a.cur, "embeddings", "vector", a.teacher_id, a.teacher.name)
         if skip_all.size:
             reader_cur.register("__kdstore_skip", pa.table({"example_id": skip_all}))
         if store.trace is not None:
@@ -339,7 +344,6 @@ def _execute(
         assert relation is not None
         reader = relation.to_arrow_reader(batch_size)
         pending: deque[tuple[int, list[Future[None]]]] = deque()
-        offset = 0
         label = f"{len(active)} teacher(s)"
         with Progress(label, to_read, enabled=progress) as bar:
             for batch_no, batch in enumerate(reader):
@@ -349,8 +353,6 @@ def _execute(
                 if not live:
                     break
                 ids = np.asarray(batch.column(0).to_numpy(), dtype=np.int64)
-                rows = np.arange(offset, offset + batch.num_rows)
-                offset += batch.num_rows
                 cache: dict[Any, np.ndarray] = {}
                 futures: list[Future[None]] = []
                 for a in live:
@@ -367,31 +369,17 @@ def _execute(
                         a.error, a.where = e, _where(batch_no, ids)
                         continue
                     a_ids = ids if keep is None else ids[keep]
-                    a_rows = rows if keep is None else rows[keep]
                     pool = io_pool if a.teacher.kind == "http" and io_pool is not None else cpu_pool
-                    futures.append(pool.submit(_task, a, batch_no, a_ids, a_rows, feeds))
+                    futures.append(pool.submit(_task, a, batch_no, a_ids, feeds, tolerance))
                 pending.append((batch.num_rows, futures))
                 rows_read += batch.num_rows
                 while len(pending) > 1:  # one batch computing while the next is read and prepared
                     _drain(pending.popleft(), bar)
             while pending:
                 _drain(pending.popleft(), bar)
-        for a in active:
-            if a.error is not None:
-                continue
-            try:
-                with a.lock:
-                    if a.writer is not None:
-                        a.writer.flush()
-                    if a.emb is not None:
-                        a.emb.flush()
-                    assert a.cur is not None
-                    a.cur.run(
-                        "UPDATE kd.teachers SET fingerprint = ? WHERE teacher_id = ?", [a.fingerprint, a.teacher_id]
-                    )
-                    a.cur.run("COMMIT")
-            except Exception as e:
-                a.error, a.where = e, "while committing"
+        commits = [cpu_pool.submit(_commit, a) for a in active if a.error is None]
+        for f in commits:
+            f.result()
         for a in active:
             if a.error is not None and a.cur is not None:
                 _rollback(a.cur)
@@ -411,6 +399,17 @@ def _execute(
                 a.cur.close()
         reader_cur.close()
     return rows_read
+
+
+def _commit(a: _Active) -> None:
+    """Record the fingerprint that produced the outputs and commit the teacher's transaction."""
+    try:
+        with a.lock:
+            assert a.cur is not None
+            a.cur.run("UPDATE kd.teachers SET fingerprint = ? WHERE teacher_id = ?", [a.fingerprint, a.teacher_id])
+            a.cur.run("COMMIT")
+    except Exception as e:
+        a.error, a.where = e, "while committing"
 
 
 def _rollback(cur: Store) -> None:
@@ -440,7 +439,8 @@ def _drain(item: tuple[int, list[Future[None]]], bar: Progress) -> None:
     bar.update(n)
 
 
-def _task(a: _Active, batch_no: int, ids: np.ndarray, rows: np.ndarray, feeds: dict[str, np.ndarray]) -> None:
+def _task(a: _Active, batch_no: int, ids: np.ndarray, feeds: dict[str, np.ndarray], tolerance: float) -> None:
+    """Run one teacher on one batch, check and convert its outputs, append them (worker thread)."""
     if a.error is not None:
         return
     t0 = time.perf_counter()
@@ -453,9 +453,8 @@ def _task(a: _Active, batch_no: int, ids: np.ndarray, rows: np.ndarray, feeds: d
             name = a.session.score_output
             if name not in out:
                 raise TeacherError(f"teacher {t.name!r}: the session returned no output {name!r}")
-            tol = float(a.writer.tol) if a.writer is not None else 1e-3
             scores = convert_scores(out[name], teacher=t.name, output=name, output_type=t.output_type,
-                                    n_labels=len(t.labels), mode=t.scores, ids=ids, tolerance=tol)
+                                    n_labels=len(t.labels), mode=t.scores, ids=ids, tolerance=tolerance)
         if a.session.embedding_output is not None:
             name = a.session.embedding_output
             if name not in out:
@@ -464,8 +463,8 @@ def _task(a: _Active, batch_no: int, ids: np.ndarray, rows: np.ndarray, feeds: d
         with a.lock:
             if a.error is not None:
                 return
-            if scores is not None:
-                a.writer.add(ids, scores, rows, a.session.score_output, "example_id")
+            if scores is not None and a.writer is not None:
+                a.writer.add(ids, scores)
             if emb is not None and a.emb is not None:
                 a.emb.add(ids, emb)
             a.rows += int(ids.size)

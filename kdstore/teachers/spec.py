@@ -292,16 +292,14 @@ def build_feed(binding: InputBinding, batch: pa.RecordBatch, teacher: str) -> np
         rest = [d if d is not None else -1 for d in spec.shape[1:]]
         result: np.ndarray = flat.reshape(n, *rest) if rest else flat.reshape(n)
         return np.ascontiguousarray(result)
-    cols = binding.columns
-    mat = np.empty((n, len(cols)), dtype=dtype)
-    for j, c in enumerate(cols):
+    parts = []
+    for c in binding.columns:
         arr = batch.column(c)
         if arr.null_count:
             _null_error(teacher, c, arr, batch)
-        if spec.dtype == "str":
-            mat[:, j] = np.asarray(arr.to_pylist(), dtype=object)
-        else:
-            mat[:, j] = arr.to_numpy(zero_copy_only=False)
+        parts.append(np.asarray(arr.to_pylist(), dtype=object) if spec.dtype == "str" else arr.to_numpy(zero_copy_only=False))
+    # stacking columns then one transposing copy is ~2x faster than filling a row-major matrix column by column
+    mat = np.ascontiguousarray(np.stack(parts).astype(dtype, copy=False).T)
     rest = [d if d is not None else -1 for d in spec.shape[1:]]
     return mat.reshape(n, *rest) if rest else mat.reshape(n)
 
@@ -328,7 +326,7 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def as_rows(raw: np.ndarray, n: int, teacher: str, output: str, ids: np.ndarray) -> np.ndarray:
-    """A raw output as ``[n, width]`` float, after checking its batch size and finiteness."""
+    """A raw output as ``[n, width]`` numbers, after checking its batch size and finiteness."""
     arr = np.asarray(raw)
     if arr.ndim == 0 or arr.shape[0] != n:
         raise TeacherError(
@@ -338,14 +336,12 @@ def as_rows(raw: np.ndarray, n: int, teacher: str, output: str, ids: np.ndarray)
     if arr.dtype.kind not in "fiub":
         raise TeacherError(f"teacher {teacher!r}: output {output!r} is {arr.dtype}, not numbers")
     mat = arr.reshape(n, -1)
-    if mat.dtype.kind == "f":
-        bad = ~np.isfinite(mat)
-        if bad.any():
-            i, j = (int(v) for v in np.argwhere(bad)[0])
-            raise TeacherError(
-                f"teacher {teacher!r}: output {output!r} is {mat[i, j]} (NaN or infinite) for example {int(ids[i])}, "
-                f"position {j}; the run writes nothing for this teacher"
-            )
+    if mat.dtype.kind == "f" and not np.isfinite(mat).all():
+        i, j = (int(v) for v in np.argwhere(~np.isfinite(mat))[0])
+        raise TeacherError(
+            f"teacher {teacher!r}: output {output!r} is {mat[i, j]} (NaN or infinite) for example {int(ids[i])}, "
+            f"position {j}; the run writes nothing for this teacher"
+        )
     return mat
 
 
@@ -353,18 +349,21 @@ def convert_scores(
     raw: np.ndarray, *, teacher: str, output: str, output_type: str, n_labels: int, mode: str, ids: np.ndarray,
     tolerance: float = 1e-3,
 ) -> np.ndarray:
-    """Raw output tensor -> ``[n, n_labels]`` float64 scores for ``kd.scores``.
+    """Raw output tensor -> ``[n, n_labels]`` float32 scores for ``kd.scores``, checked.
 
     binary: one column (probability, or logit -> sigmoid) or two (class probabilities, or logits
-    -> softmax) of which the second is the positive class. multiclass: probabilities (checked) or
-    logits (softmax). multilabel: probabilities or logits (sigmoid). regression: as is.
+    -> softmax) of which the second is the positive class. multiclass: probabilities (range and
+    row sums checked) or logits (softmax). multilabel: probabilities or logits (sigmoid).
+    regression: as is. Math runs in float32 for float32 models (float64 for double models).
 
-    >>> convert_scores(np.array([[0.0, 0.0]]), teacher="t", output="y", output_type="binary",
+    >>> convert_scores(np.array([[0.0, 0.0]], np.float32), teacher="t", output="y", output_type="binary",
     ...                n_labels=1, mode="logits", ids=np.array([7]))
-    array([[0.5]])
+    array([[0.5]], dtype=float32)
     """
     n = len(ids)
-    mat = as_rows(raw, n, teacher, output, ids).astype(np.float64, copy=False)
+    mat = as_rows(raw, n, teacher, output, ids)
+    if mat.dtype not in (np.float32, np.float64):
+        mat = mat.astype(np.float32)
     width = mat.shape[1]
     hint = " (if the model outputs logits, register it with scores='logits')"
     if output_type == "binary":
@@ -383,39 +382,43 @@ def convert_scores(
                 f"got {width} (wrong shape)"
             )
         _check_prob(p, teacher, output, ids, hint)
-        return np.ascontiguousarray(p)
+        return np.ascontiguousarray(p, dtype=np.float32)
     if width != n_labels:
         raise TeacherError(
             f"teacher {teacher!r}: output {output!r} has {width} values per example but the teacher has "
             f"{n_labels} labels (wrong shape)"
         )
     if output_type == "regression":
-        return mat
+        out = np.ascontiguousarray(mat, dtype=np.float32)
+        if not np.isfinite(out).all():
+            raise TeacherError(f"teacher {teacher!r}: output {output!r} has values too large for float32 storage")
+        return out
     if mode == "logits":
-        return _softmax(mat) if output_type == "multiclass" else _sigmoid(mat)
+        return np.ascontiguousarray(_softmax(mat) if output_type == "multiclass" else _sigmoid(mat), dtype=np.float32)
     _check_prob(mat, teacher, output, ids, hint)
     if output_type == "multiclass":
         _check_sums(mat, teacher, output, ids, tolerance)
-    return mat
+    return np.ascontiguousarray(mat, dtype=np.float32)
 
 
 def _check_prob(p: np.ndarray, teacher: str, output: str, ids: np.ndarray, hint: str) -> None:
-    bad = (p < 0.0) | (p > 1.0)
-    if bad.any():
-        i, j = (int(v) for v in np.argwhere(bad)[0])
-        raise TeacherError(
-            f"teacher {teacher!r}: output {output!r} value {p[i, j]:.6g} for example {int(ids[i])} is outside [0, 1]{hint}"
-        )
+    if p.size == 0 or (p.min() >= 0.0 and p.max() <= 1.0):  # the fast path: two reductions, no mask
+        return
+    i, j = (int(v) for v in np.argwhere((p < 0.0) | (p > 1.0))[0])
+    raise TeacherError(
+        f"teacher {teacher!r}: output {output!r} value {p[i, j]:.6g} for example {int(ids[i])} is outside [0, 1]{hint}"
+    )
 
 
 def _check_sums(p: np.ndarray, teacher: str, output: str, ids: np.ndarray, tolerance: float) -> None:
-    off = np.abs(p.sum(axis=1) - 1.0) > tolerance
-    if off.any():
-        i = int(np.flatnonzero(off)[0])
-        raise TeacherError(
-            f"teacher {teacher!r}: output {output!r} probabilities for example {int(ids[i])} sum to "
-            f"{p[i].sum():.6g}, not 1 (if the model outputs logits, register it with scores='logits')"
-        )
+    off = np.abs(p.sum(axis=1, dtype=np.float64) - 1.0)
+    if off.size == 0 or off.max() <= tolerance:
+        return
+    i = int(np.argmax(off > tolerance))
+    raise TeacherError(
+        f"teacher {teacher!r}: output {output!r} probabilities for example {int(ids[i])} sum to "
+        f"{p[i].sum(dtype=np.float64):.6g}, not 1 (if the model outputs logits, register it with scores='logits')"
+    )
 
 
 def check_output_config(teacher: str, output_type: str, n_labels: int, mode: str) -> None:
