@@ -190,7 +190,8 @@ def main() -> None:
         threads = max(1, cores // workers)
         pure_cfg = pure_ort(teachers, x, args.batch, workers, threads)
         gc.collect()
-        pure_1s = pure_ort(teachers, x, args.batch, 1, cores)
+        quarter = max(1, T // 4)  # the variant runs a quarter of the teachers, scaled up (saves minutes)
+        pure_1s = pure_ort(teachers[:quarter], x, args.batch, 1, cores) * T / quarter
         pure = min(pure_cfg, pure_1s)
         print(f"pure ORT: {workers}x{threads} {pure_cfg:.1f} s, 1x{cores} {pure_1s:.1f} s", flush=True)
 
@@ -258,7 +259,7 @@ sessions x {report.threads} intra-op thread(s). One run; ratios compare numbers 
 |---|---:|---:|---:|
 | NumPy float32 GEMM (ceiling) | | | {gemm / 1e9:.1f} |
 | pure ONNX Runtime, in-memory arrays ({workers}x{threads}) | {pure_cfg:.1f} | {work_rows / pure_cfg:,.0f} | {work_rows * fpr / pure_cfg / 1e9:.1f} |
-| pure ONNX Runtime, in-memory arrays (1x{cores}) | {pure_1s:.1f} | {work_rows / pure_1s:,.0f} | {work_rows * fpr / pure_1s / 1e9:.1f} |
+| pure ONNX Runtime, in-memory arrays (1x{cores}; {quarter} teachers, scaled) | {pure_1s:.1f} | {work_rows / pure_1s:,.0f} | {work_rows * fpr / pure_1s / 1e9:.1f} |
 | **end-to-end run_teachers** (DuckDB -> ORT -> kd.scores) | {e2e:.1f} | {tr['end_to_end']:,.0f} | {data['achieved_gflops']['end_to_end']:.1f} |
 | per-row Python loop calling session.run (sample of {args.sample:,}, extrapolated) | {loop_s:,.0f} | {loop_rate:,.0f} | {loop_rate * fpr / 1e9:.2f} |
 | per-row pipeline: fetch row from DuckDB, run, INSERT (sample, extrapolated) | {pipe_s:,.0f} | {pipe_rate:,.0f} | {pipe_rate * fpr / 1e9:.2f} |

@@ -77,7 +77,7 @@ class RunReport:
     features: str
     split: str | None
     runs: tuple[TeacherRun, ...]
-    rows_read: int
+    rows_read: int  # feature rows read, summed over the passes (teacher groups)
     seconds: float
     workers: int
     threads: int
@@ -177,6 +177,7 @@ def run_teachers(
     batch_size: int = BATCH_ROWS,
     workers: int | None = None,
     threads: int | None = None,
+    group_size: int | None = None,
     progress: bool | None = None,
 ) -> RunReport:
     """Run teachers over a registered feature source and store their outputs.
@@ -190,6 +191,9 @@ def run_teachers(
         batch_size: feature rows per batch read from DuckDB.
         workers: ONNX sessions running at once (default: min(cores, teachers)).
         threads: intra-op threads per session (default: cores // workers).
+        group_size: teachers per pass over the features (default: max(2 x workers, a quarter of
+            the teachers)). Each pass shares every feature batch among its teachers; a pass's
+            commits (where DuckDB compresses and writes the outputs) overlap the next pass.
         progress: show a progress bar (default: when stderr is a terminal).
 
     Returns:
@@ -266,7 +270,18 @@ def run_teachers(
     threads = max(1, threads if threads is not None else max(1, cores // workers))
     rows_read = 0
     if active:
-        rows_read = _execute(store, active, rel, selection, where, params, total, batch_size, workers, threads, progress)
+        size = group_size or max(2 * workers, -(-len(active) // 4))
+        groups = [active[i : i + size] for i in range(0, len(active), size)]
+        finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kdstore-commit")
+        finishing: list[Future[None]] = []
+        try:
+            for g in groups:
+                rows_read += _execute(store, g, rel, selection, where, params, total, batch_size, workers, threads,
+                                      progress, finisher, finishing)
+        finally:
+            for f in finishing:
+                f.result()
+            finisher.shutdown(wait=True)
     for a in active:
         if a.error is None:
             runs[a.teacher.name] = TeacherRun(a.teacher.name, "ran", a.rows, a.already, round(a.seconds, 6))
@@ -302,8 +317,10 @@ def _describe(a: _Active) -> str:
 
 def _execute(
     store: Store, active: list[_Active], rel: str, selection: str, where: str, params: list[Any], total: int,
-    batch_size: int, workers: int, threads: int, progress: bool | None,
+    batch_size: int, workers: int, threads: int, progress: bool | None, finisher: ThreadPoolExecutor,
+    finishing: list[Future[None]],
 ) -> int:
+    """One pass over the features for a group of teachers; their commits go to ``finisher``."""
     from kdstore.store.core import Store as StoreClass
 
     tolerance = store.settings["multiclass_tolerance"]
@@ -344,7 +361,7 @@ def _execute(
         assert relation is not None
         reader = relation.to_arrow_reader(batch_size)
         pending: deque[tuple[int, list[Future[None]]]] = deque()
-        label = f"{len(active)} teacher(s)"
+        label = f"{len(active)} teacher(s): {', '.join(a.teacher.name for a in active)}"[:60]
         with Progress(label, to_read, enabled=progress) as bar:
             for batch_no, batch in enumerate(reader):
                 if batch.num_rows == 0:
@@ -377,16 +394,15 @@ def _execute(
                     _drain(pending.popleft(), bar)
             while pending:
                 _drain(pending.popleft(), bar)
-        commits = [cpu_pool.submit(_commit, a) for a in active if a.error is None]
-        for f in commits:
-            f.result()
-        for a in active:
-            if a.error is not None and a.cur is not None:
-                _rollback(a.cur)
     except BaseException:
+        cpu_pool.shutdown(wait=True, cancel_futures=True)  # no task may still be writing
+        if io_pool is not None:
+            io_pool.shutdown(wait=True, cancel_futures=True)
         for a in active:
             if a.cur is not None:
                 _rollback(a.cur)
+                a.cur.close()
+                a.cur = None
         raise
     finally:
         cpu_pool.shutdown(wait=True, cancel_futures=True)
@@ -395,21 +411,28 @@ def _execute(
         for a in active:
             if a.session is not None:
                 a.session.close()
-            if a.cur is not None:
-                a.cur.close()
         reader_cur.close()
+    # commit (or roll back) in the background: the next group's inference overlaps this write
+    finishing.extend(finisher.submit(_finish, a) for a in active)
     return rows_read
 
 
-def _commit(a: _Active) -> None:
-    """Record the fingerprint that produced the outputs and commit the teacher's transaction."""
+def _finish(a: _Active) -> None:
+    """Commit a teacher's transaction (recording the fingerprint that produced its outputs), or roll it back."""
+    if a.cur is None:
+        return
     try:
-        with a.lock:
-            assert a.cur is not None
-            a.cur.run("UPDATE kd.teachers SET fingerprint = ? WHERE teacher_id = ?", [a.fingerprint, a.teacher_id])
-            a.cur.run("COMMIT")
-    except Exception as e:
-        a.error, a.where = e, "while committing"
+        if a.error is None:
+            try:
+                a.cur.run("UPDATE kd.teachers SET fingerprint = ? WHERE teacher_id = ?", [a.fingerprint, a.teacher_id])
+                a.cur.run("COMMIT")
+            except Exception as e:
+                a.error, a.where = e, "while committing"
+        if a.error is not None:
+            _rollback(a.cur)
+    finally:
+        a.cur.close()
+        a.cur = None
 
 
 def _rollback(cur: Store) -> None:
