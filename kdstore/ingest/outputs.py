@@ -49,6 +49,13 @@ _K0, _K1 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
 _NAN_BITS = np.uint32(0x7FC00000)
 
 
+def _name(column: str | Sequence[str], index: int | None = None) -> str:
+    """The column to blame: one of per-label columns (by label index), or all of them."""
+    if isinstance(column, str):
+        return column
+    return column[index] if index is not None else ",".join(column)
+
+
 def _pick(bad: npt.ArrayLike, rows: int | np.ndarray) -> int:
     """Local index of the bad element with the smallest source row."""
     if isinstance(rows, int):
@@ -181,7 +188,7 @@ class ScoreWriter:
         ids: np.ndarray,
         scores: np.ndarray,
         rows: int | np.ndarray,
-        column: str = "score",
+        column: str | Sequence[str] = "score",
         id_column: str = "example_id",
         *,
         valid: np.ndarray | None = None,
@@ -194,7 +201,7 @@ class ScoreWriter:
             ids: int64 example ids, one per row.
             scores: [n, L] float32 or float64 scores.
             rows: source row of each row: an int (rows are ``rows, rows + 1, ...``) or an array.
-            column: the column to name in errors about scores.
+            column: the column to name in errors about scores (or one column per label).
             id_column: the column to name in errors about example ids.
             valid: [n, L] bool, False = no opinion (null); None = derived from ``nan_is_null``.
             nan_is_null: without ``valid``: True = a NaN score means no opinion (for callers
@@ -222,7 +229,7 @@ class ScoreWriter:
             c = first(bad[r])
             x = float(scores[r, c])
             what = "NaN score" if x != x else "infinite score" if abs(x) == float("inf") else f"score {x!r} does not fit in float32"
-            raise SchemaError(f"{what} (label index {c})", source=src.name, column=column, row=row_of(rows, int(r)))
+            raise SchemaError(f"{what} (label index {c})", source=src.name, column=_name(column, c), row=row_of(rows, int(r)))
         keep: np.ndarray | None = None
         if valid is not None:
             any_present = np.asarray(valid.any(axis=1))
@@ -262,7 +269,7 @@ class ScoreWriter:
             )
         self.seen[pos] = True
 
-    def _check_type(self, v: np.ndarray, valid: np.ndarray | None, rows: int | np.ndarray, column: str) -> None:
+    def _check_type(self, v: np.ndarray, valid: np.ndarray | None, rows: int | np.ndarray, column: str | Sequence[str]) -> None:
         t, src = self.teacher, self.src
         typ = t.output_type
         if typ in PROBABILITY_TYPES or typ == "vote":
@@ -273,7 +280,7 @@ class ScoreWriter:
                 c = first(out[r])
                 raise SchemaError(
                     f"probability {float(v[r, c])!r} outside [0, 1] for {typ} teacher {t.name!r} (label index {c})",
-                    source=src.name, column=column, row=row_of(rows, r),
+                    source=src.name, column=_name(column, c), row=row_of(rows, r),
                 )
         if typ == "multiclass" and self.width > 1:
             if valid is not None:
@@ -282,7 +289,7 @@ class ScoreWriter:
                     r = _pick(partial, rows)
                     raise SchemaError(
                         f"multiclass row of teacher {t.name!r} gives only some of its labels (give all or none)",
-                        source=src.name, column=column, row=row_of(rows, r),
+                        source=src.name, column=_name(column), row=row_of(rows, r),
                     )
             sums = np.where(valid.all(axis=1), v.sum(axis=1, dtype=np.float64), 1.0) if valid is not None else v.sum(axis=1, dtype=np.float64)
             off = np.abs(sums - 1.0) > self.tol
@@ -290,7 +297,7 @@ class ScoreWriter:
                 r = _pick(off, rows)
                 raise SchemaError(
                     f"multiclass probabilities sum to {sums[r]:.6g}, not 1 (tolerance {self.tol:g}, setting multiclass_tolerance)",
-                    source=src.name, column=column, row=row_of(rows, r),
+                    source=src.name, column=_name(column), row=row_of(rows, r),
                 )
         if typ == "vote":
             present = np.ones(v.shape, dtype=bool) if valid is None else valid
@@ -301,7 +308,7 @@ class ScoreWriter:
                 r = _pick(bad, rows)
                 raise SchemaError(
                     "a vote row must give 1 to exactly one label (and 0 or nothing to the others)",
-                    source=src.name, column=column, row=row_of(rows, r),
+                    source=src.name, column=_name(column), row=row_of(rows, r),
                 )
 
     def flush(self) -> None:
@@ -426,17 +433,22 @@ def _ingest_wide(
                     raise SchemaError(f"{'NaN' if v[i] != v[i] else 'infinite'} score", source=src.name, column=c, row=offset + i)
                 with np.errstate(over="ignore"):
                     mat[:, j] = v
-            writer.add(ids, mat, offset, column=cols[0] if width == 1 else ",".join(cols), id_column=id_column, valid=valid,
+            writer.add(ids, mat, offset, column=cols, id_column=id_column, valid=valid,
                        nan_is_null=False)
         else:
             arr = column(batch, score_column, src)
-            rows: int | np.ndarray = offset
-            if arr.null_count:  # a null list = no opinion on any label
+            if arr.null_count:  # a null list = no opinion on any label (kept for the duplicate check)
                 ok = ~null_mask(arr)
-                arr, ids, rows = arr.filter(pa.array(ok)), ids[ok], offset + np.flatnonzero(ok)
-            mat, valid, lists = _list_matrix(arr, width, src, score_column, rows, t.name)
-            writer.add(ids, mat, rows, column=score_column, id_column=id_column, valid=valid, nan_is_null=False,
-                       lists=lists)
+                sub, valid, _ = _list_matrix(arr.filter(pa.array(ok)), width, src, score_column, offset + np.flatnonzero(ok), t.name)
+                mat = np.full((len(arr), width), np.nan, dtype=sub.dtype)
+                mat[ok] = sub
+                full_valid = np.zeros(mat.shape, dtype=bool)
+                full_valid[ok] = True if valid is None else valid
+                writer.add(ids, mat, offset, column=score_column, id_column=id_column, valid=full_valid, nan_is_null=False)
+            else:
+                mat, valid, lists = _list_matrix(arr, width, src, score_column, offset, t.name)
+                writer.add(ids, mat, offset, column=score_column, id_column=id_column, valid=valid, nan_is_null=False,
+                           lists=lists)
 
 
 def _list_matrix(
@@ -481,7 +493,7 @@ def _ingest_long(
         idx = lut[labs]
         if (idx < 0).any():
             i = first(idx < 0)
-            raise SchemaError(f"label id {int(labs[i])} is not one of teacher {t.name!r}'s labels",
+            raise SchemaError(f"label id {int(labs[i])} is not one of the labels of teacher {t.name!r}",
                               source=src.name, column=label_column, row=offset + i)
         sc_arr = column(batch, score_column, src)
         if sc_arr.null_count:

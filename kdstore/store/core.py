@@ -136,11 +136,12 @@ class Store:
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run a query and return its result as a ``pyarrow.Table``."""
-        if params is None:
-            if self.trace is not None:
-                self.trace(sql)
-            return self.con.sql(sql).to_arrow_table()
-        return self.execute(sql, params).to_arrow_table()
+        if self.trace is not None:
+            self.trace(sql if not params else f"{sql}  -- params: {params!r}")
+        rel = self.con.sql(sql, params=params) if params is not None else self.con.sql(sql)
+        if rel is None:
+            raise KdstoreError("query() needs a statement that returns rows; use run() for others")
+        return rel.to_arrow_table()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
