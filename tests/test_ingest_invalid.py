@@ -243,7 +243,7 @@ def test_big_input_error_after_insert_rows_were_written(base: kdstore.Store, mon
     scores = np.full((100, 3), 0.5)
     scores[97, 1] = 3.0
     tbl = pa.table({"example_id": ids, "a": scores[:, 0], "b": scores[:, 1], "c": scores[:, 2]})
-    with pytest.raises(SchemaError, match="column 'b', row 97: probability 3.0"):
+    with pytest.raises(SchemaError, match=r"column 'b', row 97: probability 3\.0"):
         base.ingest_outputs("ml", pa.RecordBatchReader.from_batches(tbl.schema, tbl.to_batches(max_chunksize=7)), form="wide")
     assert snapshot(base) == before
 
