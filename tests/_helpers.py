@@ -33,3 +33,16 @@ def small_store(store: kdstore.Store, n: int = 6) -> kdstore.Store:
     splits = [("train", "valid", "test")[min(i * 3 // n, 2)] for i in range(n)]
     store.add_examples(pa.table({"example_id": list(range(n)), "split": splits}))
     return store
+
+
+def digest(store: kdstore.Store) -> dict[str, tuple[int, int]]:
+    """(row count, xor of row hashes) of every table in kd and features: a snapshot for big stores."""
+    rels = store.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name IN ('kd', 'features') ORDER BY ALL"
+    ).fetchall()
+    out = {}
+    for schema, table in rels:
+        row = store.one(f'SELECT count(*), coalesce(bit_xor(hash(t)), 0) FROM "{schema}"."{table}" AS t')
+        assert row is not None
+        out[f"{schema}.{table}"] = (int(row[0]), int(row[1]))
+    return out

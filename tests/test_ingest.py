@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ def build_input(c: Case) -> tuple[pa.Table, str]:
 
 def batched(table: pa.Table, cuts: list[int]) -> pa.RecordBatchReader:
     bounds = [0, *cuts, table.num_rows]
-    parts = [table.slice(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    parts = [table.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
     batches = [b for p in parts for b in (p.to_batches() or [pa.RecordBatch.from_pylist([], schema=table.schema)])]
     return pa.RecordBatchReader.from_batches(table.schema, batches)
 
@@ -227,7 +228,7 @@ def test_reingest_replaces_only_that_teacher(store: kdstore.Store) -> None:
     assert stored(store, "B") == b_before
     before = snapshot(store)
     bad = pa.table({"example_id": np.arange(20), "label": ["a"] * 20, "score": [0.5] * 19 + [1.5]})
-    with pytest.raises(SchemaError, match="row 19: probability 1.5"):
+    with pytest.raises(SchemaError, match=r"row 19: probability 1\.5"):
         store.ingest_outputs("A", pa.RecordBatchReader.from_batches(bad.schema, bad.to_batches(max_chunksize=3)))
     assert snapshot(store) == before
 
