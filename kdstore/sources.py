@@ -34,6 +34,19 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class Named:
+    """Any supported input with the name errors should use for it (e.g. the CSV file it was read from).
+
+    >>> import pyarrow as pa
+    >>> open_source(Named(pa.table({"x": [1]}), "data.csv")).name
+    'data.csv'
+    """
+
+    data: Any
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """A named stream of record batches; ``rows`` is known for in-memory inputs and Parquet."""
 
@@ -57,6 +70,8 @@ def describe(obj: Any) -> str:
 
 def open_source(obj: Any, con: duckdb.DuckDBPyConnection | None = None, *, name: str | None = None) -> Source:
     """Open ``obj`` as a :class:`Source`. Raises :class:`SchemaError` for unsupported inputs."""
+    if isinstance(obj, Named):
+        return open_source(obj.data, con, name=name or obj.name)
     label = name or describe(obj)
     if isinstance(obj, pa.RecordBatchReader):
         return Source(label, obj, None)
@@ -85,7 +100,7 @@ def open_source(obj: Any, con: duckdb.DuckDBPyConnection | None = None, *, name:
             table = pa.Table.from_pandas(obj, preserve_index=False)
         except (pa.ArrowException, TypeError, ValueError) as e:
             raise SchemaError(f"cannot convert to Arrow: {e}", source=label) from e
-        return open_source(table, name=label)
+        return open_source(table, con, name=label)
     if hasattr(obj, "__arrow_c_stream__"):
         try:
             reader = pa.RecordBatchReader.from_stream(obj)
