@@ -215,7 +215,10 @@ def batches(src: Source, desc: str, progress: bool | None) -> Iterator[tuple[int
 
 @contextlib.contextmanager
 def registered(store: Store, data: pa.Table) -> Iterator[str]:
-    """Expose an Arrow table to SQL under a fresh kdstore-made name for the duration of a block."""
+    """Expose an Arrow table to SQL under a fresh kdstore-made name for the duration of a block.
+
+    DuckDB keeps it alive until the transaction ends: use it for one table per call, not per batch.
+    """
     name = f"__kdstore_{next(_names)}"
     store.con.register(name, data)
     try:
@@ -225,10 +228,16 @@ def registered(store: Store, data: pa.Table) -> Iterator[str]:
             store.con.unregister(name)
 
 
-def insert_arrow(store: Store, table: str, data: pa.Table, select: str = "*", params: Sequence[object] | None = None) -> None:
-    """Append an Arrow table to ``kd.<table>`` (``table`` and ``select`` are kdstore constants)."""
-    with registered(store, data) as name:
-        store.run(f"INSERT INTO kd.{table} SELECT {select} FROM {name}", params)
+def insert_arrow(store: Store, table: str, data: pa.Table) -> None:
+    """Append an Arrow table to ``table`` (``kd.scores``, or a quoted relation name kdstore made).
+
+    Not register() + INSERT: inside a transaction DuckDB keeps every registered object alive until
+    COMMIT, so a streamed ingest would hold its whole input in memory; ``from_arrow`` does not.
+    """
+    target = table if "." in table else f"kd.{table}"
+    if store.trace is not None:
+        store.trace(f"INSERT INTO {target} SELECT * FROM <Arrow, {data.num_rows} rows>")
+    store.con.from_arrow(data).insert_into(target)
 
 
 def next_id(store: Store, table: str, column_name: str) -> int:

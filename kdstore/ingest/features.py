@@ -158,8 +158,12 @@ def register_features(
             names = ["example_id" if c == id_column else c for c in src.schema.names]
             created = False
             for _, batch in batches(src, f"features {name}", progress):
-                with registered(store, pa.Table.from_batches([batch]).rename_columns(names)) as tmp:
-                    store.run(f"{'INSERT INTO' if created else 'CREATE TABLE'} {rel} {'' if created else 'AS'} SELECT * FROM {tmp}")
+                tbl = pa.Table.from_batches([batch]).rename_columns(names)
+                if created:
+                    insert_arrow(store, rel, tbl)
+                else:
+                    with registered(store, tbl) as tmp:
+                        store.run(f"CREATE TABLE {rel} AS SELECT * FROM {tmp}")
                 created = True
             if not created:
                 with registered(store, pa.Table.from_batches([], schema=src.schema).rename_columns(names)) as tmp:

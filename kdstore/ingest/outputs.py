@@ -8,7 +8,7 @@ their memory is bounded by that teacher's outputs (about 28 bytes per output row
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -108,7 +108,7 @@ class Appender:
         self.pending: list[pa.Table] = []
         self.pending_rows = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="kdstore-insert") if background else None
-        self._future: Future[None] | None = None
+        self._futures: list[Future[None]] = []
 
     def put(self, teacher_id: int, ids: np.ndarray, lists: pa.Array) -> None:
         n = int(ids.size)
@@ -118,21 +118,31 @@ class Appender:
         if self.pending_rows >= INSERT_ROWS:
             self._submit()
 
+    def later(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` on the worker after the jobs before it (now, without a worker).
+
+        For side work that releases the GIL (NumPy digests) and touches no connection.
+        """
+        if self._pool is None:
+            fn(*args)
+        else:
+            self._futures.append(self._pool.submit(fn, *args))
+
     def _submit(self) -> None:
         if not self.pending:
             return
         data = pa.concat_tables(self.pending, promote_options="permissive") if len(self.pending) > 1 else self.pending[0]
         self.pending, self.pending_rows = [], 0
-        self.wait()
+        self.wait()  # one INSERT in flight at most: memory stays bounded
         if self._pool is None:
             insert_arrow(self.store, "scores", data)
         else:
-            self._future = self._pool.submit(insert_arrow, self.store, "scores", data)
+            self._futures.append(self._pool.submit(insert_arrow, self.store, "scores", data))
 
     def wait(self) -> None:
-        """Wait for the pending INSERT; its error, if any, is raised here."""
-        f, self._future = self._future, None
-        if f is not None:
+        """Wait for the jobs in flight; the first error, if any, is raised here."""
+        futures, self._futures = self._futures, []
+        for f in futures:
             f.result()
 
     def flush(self) -> None:
@@ -145,13 +155,14 @@ class Appender:
         try:
             if not failed:
                 self.flush()
-            elif self._future is not None:
+            elif self._futures:
                 self.pending = []
-                if not self._future.done():
+                if not all(f.done() for f in self._futures):
                     self.store.con.interrupt()
-                with contextlib.suppress(BaseException):
-                    self._future.result()
-                self._future = None
+                for f in self._futures:
+                    with contextlib.suppress(BaseException):
+                        f.result()
+                self._futures = []
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
@@ -220,22 +231,32 @@ class ScoreWriter:
                 v32 = scores.astype(np.float32)
         else:
             v32 = scores
-        finite = np.isfinite(v32)
-        if valid is None and nan_is_null and not finite.all():
-            valid = ~np.isnan(v32)
-        bad = ~finite if valid is None else ~finite & valid
-        if bad.any():
-            r = _pick(bad.any(axis=1), rows)
-            c = first(bad[r])
-            x = float(scores[r, c])
-            what = "NaN score" if x != x else "infinite score" if abs(x) == float("inf") else f"score {x!r} does not fit in float32"
-            raise SchemaError(f"{what} (label index {c})", source=src.name, column=_name(column, c), row=row_of(rows, int(r)))
+        probability = t.output_type in PROBABILITY_TYPES or t.output_type == "vote"
+        clean = False  # True = every value is a finite score (and in [0, 1] for probabilities)
+        if valid is None:
+            if probability:  # one pass each: NaN fails both comparisons, inf is out of range
+                clean = not v32.size or bool(v32.min() >= 0.0 and v32.max() <= 1.0)
+            else:
+                clean = bool(np.isfinite(v32).all())
+            if not clean and nan_is_null:
+                isnan = np.isnan(v32)
+                if isnan.any():
+                    valid = ~isnan
+        if not clean:
+            finite = np.isfinite(v32)
+            bad = ~finite if valid is None else ~finite & valid
+            if bad.any():
+                r = _pick(bad.any(axis=1), rows)
+                c = first(bad[r])
+                x = float(scores[r, c])
+                what = "NaN score" if x != x else "infinite score" if abs(x) == float("inf") else f"score {x!r} does not fit in float32"
+                raise SchemaError(f"{what} (label index {c})", source=src.name, column=_name(column, c), row=row_of(rows, int(r)))
         keep: np.ndarray | None = None
         if valid is not None:
             any_present = np.asarray(valid.any(axis=1))
             if not any_present.all():
                 keep = any_present
-        self._check_type(v32, valid, rows, column)
+        self._check_type(v32, valid, rows, column, range_checked=clean and probability)
         if keep is not None:
             ids, v32 = ids[keep], v32[keep]
             valid = valid[keep] if valid is not None else None
@@ -244,7 +265,7 @@ class ScoreWriter:
                 return
         if valid is not None and valid.all():
             valid = None
-        self.digest.update(ids, v32, valid)
+        self.appender.later(self.digest.update, ids, v32, valid)
         if lists is None or lists.type.value_type != pa.float32():
             lists = make_lists(np.ascontiguousarray(v32), valid)
         self.appender.put(t.teacher_id, ids, lists)
@@ -269,10 +290,13 @@ class ScoreWriter:
             )
         self.seen[pos] = True
 
-    def _check_type(self, v: np.ndarray, valid: np.ndarray | None, rows: int | np.ndarray, column: str | Sequence[str]) -> None:
+    def _check_type(
+        self, v: np.ndarray, valid: np.ndarray | None, rows: int | np.ndarray, column: str | Sequence[str], *,
+        range_checked: bool = False,
+    ) -> None:
         t, src = self.teacher, self.src
         typ = t.output_type
-        if typ in PROBABILITY_TYPES or typ == "vote":
+        if (typ in PROBABILITY_TYPES or typ == "vote") and not range_checked:
             probe = v if valid is None else np.where(valid, v, np.float32(0.5))
             if probe.size and (probe.min() < 0.0 or probe.max() > 1.0):
                 out = (probe < 0.0) | (probe > 1.0)
