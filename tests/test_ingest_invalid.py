@@ -173,6 +173,10 @@ CASES: list[tuple[str, Callable[[kdstore.Store], object], str, int | None]] = [
     # votes and embeddings
     ("vote out of range", lambda s: s.ingest_votes(pa.table({"example_id": [0, 1], "lf": [0, 5]}), classes=["a", "b"]),
      r"column 'lf', row 1: vote 5 is not -1 \(abstain\) or a class index in \[0, 2\)", 1),
+    ("votes for a teacher aligned otherwise", lambda s: s.ingest_votes(pa.table({"example_id": [0], "vote": [0]}), classes=["a", "b", "c"]),
+     r"teacher 'vote': already registered with other labels", None),
+    ("votes for a teacher of another type", lambda s: s.ingest_votes(pa.table({"example_id": [0], "ml": [0]}), classes=["a", "b", "c"]),
+     r"teacher 'ml': already registered with other labels or output type", None),
     ("float votes", lambda s: s.ingest_votes(pa.table({"example_id": [0, 1], "lf": [0.0, 1.0]}), classes=["a", "b"]),
      r"votes must be integers", None),
     ("embedding of another length", lambda s: s.ingest_embeddings("reg", pa.table({"example_id": [0, 1], "vector": [[1.0, 2.0], [1.0]]})),

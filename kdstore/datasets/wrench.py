@@ -174,7 +174,7 @@ def load_wrench(
     classes, table = read_wrench(name, root)
     prefix = f"{name}/" if teacher_prefix is None else teacher_prefix
     label_names = [label_prefix + c for c in classes]
-    split = table.column("split").to_numpy(zero_copy_only=False)
+    split = np.asarray(table.column("split").to_pylist(), dtype=object)  # (to_numpy on strings imports pandas)
     gold = table.column("gold").to_numpy()
     ids = table.column("example_id").to_numpy()
     keep_gold = (gold >= 0) & ((split != "train") | train_gold)

@@ -16,7 +16,15 @@ from kdstore.ingest._common import SPLITS, Examples
 from kdstore.ingest.features import feature_relation, ingest_embeddings, register_features
 from kdstore.ingest.outputs import INSERT_ROWS, Appender, Fingerprint, ScoreWriter, ingest_outputs, ingest_votes
 from kdstore.ingest.tables import add_examples, add_gold, add_labels, add_weak
-from kdstore.ingest.teachers import OUTPUT_TYPES, PROBABILITY_TYPES, TEACHER_KINDS, TeacherDef, add_teacher, get_teacher
+from kdstore.ingest.teachers import (
+    OUTPUT_TYPES,
+    PROBABILITY_TYPES,
+    TEACHER_KINDS,
+    TeacherDef,
+    add_teacher,
+    add_vote_teachers,
+    get_teacher,
+)
 
 __all__ = [
     "INSERT_ROWS",
@@ -33,6 +41,7 @@ __all__ = [
     "add_gold",
     "add_labels",
     "add_teacher",
+    "add_vote_teachers",
     "add_weak",
     "feature_relation",
     "get_teacher",

@@ -36,7 +36,7 @@ from kdstore.ingest._common import (
     require_columns,
     row_of,
 )
-from kdstore.ingest.teachers import PROBABILITY_TYPES, TeacherDef, add_teacher, get_teacher
+from kdstore.ingest.teachers import PROBABILITY_TYPES, TeacherDef, add_vote_teachers, get_teacher
 from kdstore.sources import Source, open_source
 
 if TYPE_CHECKING:
@@ -596,10 +596,7 @@ def ingest_votes(
     n_classes = len(classes)
     eye = np.eye(n_classes, dtype=np.float32)
     with store.transaction():
-        teachers = []
-        for c in cols:
-            add_teacher(store, prefix + c, labels=list(classes), output_type="vote")
-            teachers.append(get_teacher(store, prefix + c))
+        teachers = add_vote_teachers(store, [prefix + c for c in cols], list(classes))
         ids_sql = ",".join("?" * len(teachers))
         store.run(f"DELETE FROM kd.scores WHERE teacher_id IN ({ids_sql})", [t.teacher_id for t in teachers])
         examples = Examples(store)
