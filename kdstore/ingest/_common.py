@@ -171,8 +171,10 @@ def label_ids(arr: pa.Array, src: Source, name: str, offset: int, by_name: Mappi
     no_nulls(arr, src, name, offset)
     if pa.types.is_integer(arr.type):
         ids = np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.int64)
-        known = np.asarray(sorted(by_name.values()), dtype=np.int64)
-        ok = np.isin(ids, known)
+        known = np.zeros(max(by_name.values(), default=-1) + 1, dtype=bool)
+        known[list(by_name.values())] = True
+        ok = (ids >= 0) & (ids < known.size)
+        ok[ok] = known[ids[ok]]
         if not ok.all():
             i = first(~ok)
             raise SchemaError(f"unknown label id {int(ids[i])}", source=src.name, column=name, row=offset + i)

@@ -8,7 +8,7 @@ their memory is bounded by that teacher's outputs (about 28 bytes per output row
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -117,16 +117,6 @@ class Appender:
         self.pending_rows += n
         if self.pending_rows >= INSERT_ROWS:
             self._submit()
-
-    def later(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn(*args)`` on the worker after the jobs before it (now, without a worker).
-
-        For side work that releases the GIL (NumPy digests) and touches no connection.
-        """
-        if self._pool is None:
-            fn(*args)
-        else:
-            self._futures.append(self._pool.submit(fn, *args))
 
     def _submit(self) -> None:
         if not self.pending:
@@ -265,10 +255,10 @@ class ScoreWriter:
                 return
         if valid is not None and valid.all():
             valid = None
-        self.appender.later(self.digest.update, ids, v32, valid)
         if lists is None or lists.type.value_type != pa.float32():
             lists = make_lists(np.ascontiguousarray(v32), valid)
         self.appender.put(t.teacher_id, ids, lists)
+        self.digest.update(ids, v32, valid)  # after put(): overlaps the INSERT it may have started
         self.rows_written += int(ids.size)
 
     def _check_duplicates(self, ids: np.ndarray, pos: np.ndarray, rows: int | np.ndarray, id_column: str) -> None:
@@ -545,26 +535,37 @@ def _ingest_long(
     pos = np.concatenate(pos_all)
     idx = np.concatenate(idx_all)
     sc = np.concatenate(score_all)
-    dup = first_duplicate([pos, idx])
-    if dup is not None:
+    del pos_all, idx_all, score_all
+    n, width = pos.size, len(t.label_ids)
+    size = writer.examples.size
+    if size <= 8 * n + 4096:  # pivot through a map over the store's examples: no sort
+        present = np.zeros(size, dtype=bool)
+        present[pos] = True
+        ex_pos = np.flatnonzero(present)
+        compact = np.cumsum(present, dtype=np.int64)
+        del present
+        r = compact[pos] - 1
+        del compact
+    else:  # few outputs in a big store: sort them instead
+        ex_pos, r = np.unique(pos, return_inverse=True)
+    m = ex_pos.size
+    valid = np.zeros((m, width), dtype=bool)
+    valid[r, idx] = True
+    if int(valid.sum()) != n:  # a cell written twice: find the first duplicate row (slow path)
+        dup = first_duplicate([pos, idx])
+        assert dup is not None
         i, j = dup
         raise SchemaError(
             f"duplicate output (teacher {t.name!r}, example {int(writer.examples.id_of(pos[i:i + 1])[0])}, "
             f"label id {t.label_ids[idx[i]]}) (first at row {j})",
             source=src.name, column=label_column, row=i,
         )
-    order = np.argsort(pos, kind="stable")
-    spos = pos[order]
-    starts = np.flatnonzero(np.r_[True, spos[1:] != spos[:-1]])
-    inverse = np.cumsum(np.r_[False, spos[1:] != spos[:-1]])
-    width = len(t.label_ids)
-    mat = np.full((starts.size, width), np.nan, dtype=np.float32)
-    valid = np.zeros((starts.size, width), dtype=bool)
-    mat[inverse, idx[order]] = sc[order]
-    valid[inverse, idx[order]] = True
-    first_row = order[starts]  # stable sort: the first row of each example
-    del pos, idx, sc, order
-    writer.add(writer.examples.id_of(spos[starts]), mat, first_row, column=score_column, id_column=id_column,
+    mat = np.full((m, width), np.nan, dtype=np.float32)
+    mat[r, idx] = sc
+    first_row = np.full(m, n, dtype=np.int64)
+    np.minimum.at(first_row, r, np.arange(n, dtype=np.int64))  # each example's first row, for errors
+    del pos, idx, sc, r
+    writer.add(writer.examples.id_of(ex_pos), mat, first_row, column=score_column, id_column=id_column,
                valid=None if valid.all() else valid, nan_is_null=False)
 
 
