@@ -436,15 +436,17 @@ def _ingest_wide(
             valid: np.ndarray | None = None
             for j, c in enumerate(cols):
                 arr = column(batch, c, src)
-                v = floats(arr, src, c)
+                f32 = pa.types.is_float32(arr.type)
+                v = floats(arr, src, c, np.float32 if f32 else np.float64)
                 if arr.null_count:
                     if valid is None:
                         valid = np.ones(mat.shape, dtype=bool)
                     valid[:, j] = ~null_mask(arr)
-                bad = ~np.isfinite(v) if valid is None else ~np.isfinite(v) & valid[:, j]
-                if bad.any():
-                    i = first(bad)
-                    raise SchemaError(f"{'NaN' if v[i] != v[i] else 'infinite'} score", source=src.name, column=c, row=offset + i)
+                if not f32:  # before the cast to float32 (the writer checks float32 columns itself)
+                    bad = ~np.isfinite(v) if valid is None else ~np.isfinite(v) & valid[:, j]
+                    if bad.any():
+                        i = first(bad)
+                        raise SchemaError(f"{'NaN' if v[i] != v[i] else 'infinite'} score", source=src.name, column=c, row=offset + i)
                 with np.errstate(over="ignore"):
                     mat[:, j] = v
             writer.add(ids, mat, offset, column=cols, id_column=id_column, valid=valid,
