@@ -21,8 +21,8 @@ Outputs are checked where they are converted (:func:`~kdstore.teachers.spec.conv
 size, width, NaN/inf, probability range, multiclass sums; errors name the example id). The example
 keys need no per-row check: rows come from a join with ``kd.examples`` and one query per run
 checks the feature source has no duplicate ids. This keeps the write path to building Arrow arrays
-and one INSERT per batch (``ingest.ScoreWriter``'s row-level checks cost ~1.4 µs/row, as much as
-the inference itself for a small MLP).
+and one INSERT per batch (the row-level checks of ``ingest.ScoreWriter`` cost ~1.4 µs/row here,
+as much as the inference itself for a small MLP).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import pyarrow as pa
 from kdstore import ingest
 from kdstore._progress import Progress
 from kdstore.errors import KdstoreError, TeacherError
+from kdstore.ingest._common import insert_arrow, make_lists
 from kdstore.teachers.registry import _ListLengths, _quote, feature_columns
 from kdstore.teachers.spec import InputBinding, as_rows, bind_inputs, build_feed, convert_scores
 
@@ -104,9 +105,9 @@ class _Appender:
             raise TeacherError(
                 f"teacher {self.teacher!r}: {width} values per example in {self.table}, earlier batches had {self.width}"
             )
-        flat = np.ascontiguousarray(values, dtype=np.float32).ravel()
-        lists = pa.ListArray.from_arrays(pa.array(np.arange(0, n * width + 1, width, dtype=np.int32)), pa.array(flat))
-        ingest._insert_arrow(self.store, self.table, pa.table({
+        lists = make_lists(np.ascontiguousarray(values, dtype=np.float32))
+        # from_arrow + insert_into: a registered Arrow table would stay alive until COMMIT
+        insert_arrow(self.store, self.table, pa.table({
             "teacher_id": pa.array(np.full(n, self.teacher_id, np.int32)), "example_id": pa.array(ids), self.column: lists,
         }))
 
