@@ -253,3 +253,48 @@ def test_cli_add_list_run(tmp_path: Path, x: np.ndarray, capsys: pytest.CaptureF
     assert "missing.onnx does not exist" in capsys.readouterr().err
     assert main(["teacher", "run", db, "clf", "--features", "nope", "-q"]) == 1
     assert "unknown feature source 'nope'" in capsys.readouterr().err
+
+
+def test_groups_of_teachers_each_commit_and_fail_independently(store: kdstore.Store, tmp_path: Path, x: np.ndarray) -> None:
+    om.populate(store, x)
+    corpus = _corpus(tmp_path, 3)
+    multi, _ = om.multi_output(D)
+    bad = OnnxTeacher(om.save(multi, tmp_path / "nan.onnx"), labels=["a"], output_type="regression", output="bad")
+    teachers = [corpus[0][0], bad, corpus[1][0], corpus[2][0]]
+    with pytest.raises(kdstore.TeacherError, match=r"teacher 'nan'.*\(committed: t0, t1, t2\)"):
+        store.run_teachers(teachers, features="f", group_size=1, batch_size=70)
+    for t, m in corpus:
+        np.testing.assert_allclose(om.stored(store, t.name)[1], m.forward(x)["probs"], atol=1e-6)
+    assert store.teachers.info("nan").rows == 0
+    store.teachers.remove("nan")
+    rep = store.run_teachers([t for t, _ in corpus], features="f", group_size=2)
+    assert [r.status for r in rep.runs] == ["skipped"] * 3 and rep.rows_read == 0
+    x2 = np.random.default_rng(5).normal(size=(10, D)).astype(np.float32)
+    store.add_examples(pa.table({"example_id": np.arange(N, N + 10), "split": ["valid"] * 10}))
+    both = np.vstack([x, x2])
+    store.register_features("f2", pa.table({"example_id": np.arange(N + 10), **{f"c{j}": both[:, j] for j in range(D)}}))
+    rep = store.run_teachers([t for t, _ in corpus], features="f2", group_size=2)
+    assert rep.rows_read == 20  # two passes (groups of 2 and 1) over the 10 new rows
+    assert [r.rows for r in rep.runs] == [10, 10, 10]
+
+
+def test_duplicate_example_in_a_query_feature_source(store: kdstore.Store, tmp_path: Path, x: np.ndarray) -> None:
+    om.populate(store, x)
+    store.con.execute("CREATE TABLE main.raw AS SELECT * FROM features.f").fetchall()
+    store.register_features("q", kdstore.Query("SELECT * FROM main.raw"))
+    store.con.execute("INSERT INTO main.raw SELECT * FROM features.f WHERE example_id = 7").fetchall()
+    (t0, _), = _corpus(tmp_path, 1)
+    with pytest.raises(kdstore.TeacherError, match=r"feature source 'q' has example 7 more than once"):
+        store.run_teachers([t0], features="q")
+    assert store.teachers.info("t0").rows == 0
+
+
+def test_bad_arguments(store: kdstore.Store, tmp_path: Path, x: np.ndarray) -> None:
+    om.populate(store, x)
+    (t0, _), = _corpus(tmp_path, 1)
+    with pytest.raises(kdstore.TeacherError, match="split must be one of"):
+        store.run_teachers([t0], features="f", split="holdout")
+    with pytest.raises(kdstore.TeacherError, match="batch_size must be positive"):
+        store.run_teachers([t0], features="f", batch_size=0)
+    with pytest.raises(kdstore.TeacherError, match="stored-predictions teacher"):
+        store.run_teachers([StoredTeacher("s", labels=["a"], output_type="binary")], features="f")
