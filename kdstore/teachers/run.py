@@ -2,16 +2,19 @@
 
 How a run goes:
 
-1. Every teacher is checked before anything is written: its model is read and passes the safety
+1. Every teacher is checked before any output is written: its model is read and passes the safety
    checks, its inputs bind to the feature source's columns (else a :class:`TeacherError` says which
-   input does not match and how). These errors abort the call with the store unchanged.
+   input does not match and how). These errors abort the call; only teacher objects passed in
+   have been registered by then.
 2. Incremental: a teacher whose outputs for every selected example are already stored with the
    same fingerprint is skipped; otherwise it computes only the examples it lacks. A teacher whose
    fingerprint changed (new model file, other URL) recomputes everything.
-3. The feature rows (joined with ``kd.examples``, restricted to ``split``) are read once, in Arrow
-   record batches straight from DuckDB, and each batch is fed to every teacher: ONNX sessions run
-   concurrently on a thread pool (ONNX Runtime releases the GIL; ``workers`` sessions at a time
-   with ``threads`` intra-op threads each, no spinning), HTTP teachers on their own pool.
+3. The feature rows (joined with ``kd.examples``, restricted to ``split``) are read in Arrow record
+   batches straight from DuckDB, once per group of teachers, and each batch is fed to every
+   teacher of the group: ONNX sessions run concurrently on a thread pool (ONNX Runtime releases
+   the GIL; ``workers`` sessions at a time with ``threads`` intra-op threads each, no spinning),
+   HTTP teachers on their own pool. Groups exist so that one group's commits (where DuckDB
+   compresses and writes the outputs, single-threaded) overlap the next group's inference.
 4. Each teacher writes through its own DuckDB cursor in its own transaction, from the worker
    thread that computed the batch. A teacher that fails (NaN/inf or wrong-shaped output, an
    endpoint failure) is rolled back — it writes nothing — while the others commit; then one
