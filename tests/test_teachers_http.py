@@ -92,7 +92,7 @@ def test_stalling_server_times_out_in_bounded_time(store: kdstore.Store, x: np.n
         start = time.perf_counter()
         with pytest.raises(kdstore.TeacherError, match=r"POST .* failed after 2 attempt\(s\): timed out"):
             store.run_teachers([t], features="f")
-        assert time.perf_counter() - start < 1.5
+        assert time.perf_counter() - start < 3.0  # without the timeout: 2 attempts x 2 s stall
     assert _no_outputs(store, "slow")
 
 
@@ -139,7 +139,7 @@ def test_partial_run_leaves_no_partial_outputs(store: kdstore.Store, x: np.ndarr
 
 def test_concurrency_limit_is_respected(store: kdstore.Store, x: np.ndarray, mlp: om.Mlp) -> None:
     om.populate(store, x)
-    with serve(mlp.model, delay=0.03) as server:
+    with serve(mlp.model, delay=0.1) as server:
         t = HttpTeacher(server.url, name="lim", labels=LABELS, max_concurrency=2, request_rows=10, **FAST)
         store.run_teachers([t], features="f", batch_size=N)
         assert server.posts == 12
