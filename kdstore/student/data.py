@@ -128,7 +128,7 @@ def read_targets(store: Store, info: RunInfo, split: str) -> LabelData:
         bad = ~(np.isfinite(arr) & (arr >= lo) & (arr <= hi))
         if bad.any():
             i = int(np.argmax(bad))
-            raise SchemaError(f"{name} {arr[i]!r} of example {ex[i]}, label {lab[i]} must be finite and in [{lo:g}, {hi:g}]",
+            raise SchemaError(f"{name} {float(arr[i])!r} of example {ex[i]}, label {lab[i]} must be finite and in [{lo:g}, {hi:g}]",
                               source=src, column=name)
     ids, pos = np.unique(ex, return_inverse=True)
     label_ids = np.asarray(info.label_ids, np.int64)
