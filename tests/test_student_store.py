@@ -321,6 +321,11 @@ def test_bad_features_at_predict_time(trained: tuple[kdstore.Store, int], world:
     store.register_features("short", pa.table({"example_id": world["ids"], "x": pa.array(list(world["X"][:, :4]), pa.list_(pa.float32()))}))
     with pytest.raises(SchemaError, match=r"features.\"short\", column 'f0': no such column"):
         store.predict(mid, "short")
+    holes = {f"f{j}": pa.array(world["X"][:, j]) for j in range(D)}
+    holes["f4"] = pa.array([None if i == 3 else float(v) for i, v in enumerate(world["X"][:, 4])], pa.float64())
+    store.register_features("holes", pa.table({"example_id": world["ids"], **holes}))
+    with pytest.raises(SchemaError, match=r"column 'f4', row 3: null feature value"):
+        store.predict(mid, "holes")
     store.register_features("vec", pa.table({"example_id": world["ids"], "x": pa.array(list(world["X"]), pa.list_(pa.float32()))}))
     lm = store.train_student(1, features="vec", **{**FAST, "epochs": 1})
     with pytest.raises(SchemaError, match=r"reads 6 values per example, .*short.* has 4"):

@@ -170,8 +170,16 @@ def arrow(store: Store, sql: str, params: Sequence[Any] | None = None) -> pa.Tab
     return rel.to_arrow_table()
 
 
-def relation_sql(spec: FeatureSpec, split: str | None = None, *, order: bool = True) -> tuple[str, list[Any]]:
-    """``SELECT example_id, <inputs> FROM <source> [restricted to split] [ORDER BY example_id]``."""
+LIST_COLUMN = "__kdstore_features"
+
+
+def relation_sql(spec: FeatureSpec, split: str | None = None, *, order: bool = True,
+                 as_list: bool = False) -> tuple[str, list[Any]]:
+    """``SELECT example_id, <inputs> FROM <source> [restricted to split] [ORDER BY example_id]``.
+
+    With ``as_list`` the numeric columns come as one ``FLOAT[dim]`` column named
+    :data:`LIST_COLUMN`: DuckDB builds the row-major matrix, which Arrow then hands over without a copy.
+    """
     params: list[Any] = []
     if spec.kind == "embeddings":
         body = ("SELECT m.example_id, m.vector FROM kd.embeddings AS m "
@@ -181,7 +189,10 @@ def relation_sql(spec: FeatureSpec, split: str | None = None, *, order: bool = T
     else:
         from kdstore.ingest import feature_relation
 
-        cols = ", ".join(f"f.{quote(c)}" for c in spec.columns)
+        if as_list and not spec.list_column:
+            cols = "[" + ", ".join(f"f.{quote(c)}" for c in spec.columns) + f"]::FLOAT[{spec.dim}] AS {LIST_COLUMN}"
+        else:
+            cols = ", ".join(f"f.{quote(c)}" for c in spec.columns)
         body = f"SELECT f.example_id, {cols} FROM {feature_relation(spec.name)} AS f"
         src = "f"
     if split is not None:
@@ -192,7 +203,7 @@ def relation_sql(spec: FeatureSpec, split: str | None = None, *, order: bool = T
 
 def read_split(store: Store, spec: FeatureSpec, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Example ids (sorted) and their feature matrix ``[n, dim]`` (float32) for one split."""
-    sql, params = relation_sql(spec, split)
+    sql, params = relation_sql(spec, split, as_list=True)
     table = arrow(store, sql, params)
     ids = np.asarray(table.column("example_id").to_numpy(), dtype=np.int64)
     return ids, table_matrix(table, spec, source=spec.describe())
@@ -201,14 +212,19 @@ def read_split(store: Store, spec: FeatureSpec, split: str) -> tuple[np.ndarray,
 def table_matrix(table: pa.Table | pa.RecordBatch, spec: FeatureSpec, *, source: str, offset: int = 0) -> np.ndarray:
     """The float32 matrix ``[rows, dim]`` of ``spec``'s columns in ``table``; clear errors otherwise."""
     names = table.schema.names
+    if LIST_COLUMN in names and not spec.list_column:  # the numeric columns, gathered by DuckDB
+        return _list_matrix(_array(table.column(LIST_COLUMN)), LIST_COLUMN, spec.dim, source, offset, spec.columns)
     arrays = []
     for c in spec.columns:
         if c not in names:
             raise SchemaError(f"missing feature column (the model reads {spec.describe()}; the input has: {', '.join(names)})",
                               source=source, column=c)
-        col = table.column(c)
-        arrays.append(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+        arrays.append(_array(table.column(c)))
     return arrays_matrix(arrays, list(spec.columns), spec.dim, spec.list_column, source=source, offset=offset)
+
+
+def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
 
 
 def arrays_matrix(arrays: Sequence[pa.Array], names: Sequence[str], dim: int, list_column: bool, *,
@@ -239,7 +255,8 @@ def _numeric(arr: pa.Array, name: str, source: str, offset: int) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False))
 
 
-def _list_matrix(arr: pa.Array, name: str, dim: int, source: str, offset: int) -> np.ndarray:
+def _list_matrix(arr: pa.Array, name: str, dim: int, source: str, offset: int,
+                 elements: Sequence[str] | None = None) -> np.ndarray:
     typ = arr.type
     if not (pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ)):
         raise SchemaError(f"feature column must be a list of {dim} numbers per row, got {typ}", source=source, column=name)
@@ -261,6 +278,8 @@ def _list_matrix(arr: pa.Array, name: str, dim: int, source: str, offset: int) -
         raise SchemaError(f"feature list must hold numbers, got {vt}", source=source, column=name)
     if values.null_count:
         first = int(np.argmax(np.asarray(pc.is_null(values).to_numpy(zero_copy_only=False))))
+        if elements is not None:
+            raise SchemaError("null feature value", source=source, column=elements[first % dim], row=offset + first // dim)
         raise SchemaError("null inside a feature list", source=source, column=name, row=offset + first // dim)
     if pa.types.is_decimal(vt):
         values = pc.cast(values, pa.float64())
