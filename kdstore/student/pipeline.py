@@ -8,6 +8,7 @@ any choice (standardisation, early stopping, hyper-parameters).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -199,12 +200,11 @@ def train_student(
                         features=spec.to_dict())
         onnx_bytes, parity = export_onnx(model, meta)
         metrics["parity_max_abs_diff"] = parity.max_abs_diff
-        params["onnx_sha256"] = __import__("hashlib").sha256(onnx_bytes).hexdigest()
+        params["onnx_sha256"] = hashlib.sha256(onnx_bytes).hexdigest()
         return onnx_bytes
 
     model_id = store.models.add(name=name, run_id=run_id, params=params, metrics=metrics, build_onnx=build, replace=replace)
-    if store.models.sql_functions is False:
-        store.enable_sql_functions()
+    store.enable_sql_functions()
     return model_id
 
 

@@ -145,6 +145,10 @@ class Models:
             self._cache[key] = hit
         return hit
 
+    def peek(self, key: str) -> StudentModel | None:
+        """The memoised model for ``key``, if any (no query)."""
+        return self._cache.get(key)
+
     def invalidate(self) -> None:
         self._cache.clear()
 

@@ -247,8 +247,8 @@ def register_sql_functions(store: Store, *, threads: int | None = None) -> None:
         keys = pc.unique(arg)
         out = []
         for key in keys.to_pylist():
-            model = models._cache.get(str(key))
-            if model is None:
+            model = models.peek(str(key))
+            if model is None:  # the query holds the connection: look the model up through a cursor
                 cur = con.cursor()
                 try:
                     model = models.cached(str(key), cur)
