@@ -84,7 +84,11 @@ def make_data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, P
 
 
-def bench_training(X: np.ndarray, P: np.ndarray, epochs: int, batch_size: int, dropout: float) -> dict[str, Any]:
+def bench_training(X: np.ndarray, P: np.ndarray, epochs: int, batch_size: int, dropout: float,
+                   threads: int | None) -> dict[str, Any]:
+    """Train, measuring GEMM (same BLAS threads) before training and after every epoch."""
+    from kdstore.student.train import blas_threads
+
     gemm_big: list[float] = []
     gemm_shape: list[float] = []
 
@@ -92,15 +96,18 @@ def bench_training(X: np.ndarray, P: np.ndarray, epochs: int, batch_size: int, d
         gemm_big.append(gemm_flops(2048, 2048, 2048))
         gemm_shape.append(gemm_flops(batch_size, 256, 256))
 
-    after_epoch({})
+    with blas_threads(threads):
+        after_epoch({})
+        blas_now = blas_info()["blas"]
     cfg = TrainConfig(hidden=HIDDEN, epochs=epochs, batch_size=batch_size, dropout=dropout, patience=0)
-    res = fit(X, Targets.multiclass(P), config=cfg, on_epoch=after_epoch)
+    res = fit(X, Targets.multiclass(P), config=cfg, on_epoch=after_epoch, threads=threads)
     params = res.model.n_params()
     eps = [c["examples_per_second"] for c in res.curve]
     ex_s = statistics.median(eps)
     flops = 6.0 * params * ex_s
     big, shape = statistics.median(gemm_big), statistics.median(gemm_shape)
     return {
+        "blas_threads": threads, "blas_during_run": blas_now,
         "rows": int(X.shape[0]), "epochs": epochs, "batch_size": batch_size, "dropout": dropout, "params": params,
         "examples_per_second_per_epoch": eps, "examples_per_second": ex_s, "train_gflops": flops / 1e9,
         "gemm_2048_gflops": [g / 1e9 for g in gemm_big], "gemm_batch_gflops": [g / 1e9 for g in gemm_shape],
@@ -215,13 +222,17 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--threads", default="default,1", help="BLAS thread settings to train with (default = BLAS default)")
     args = ap.parse_args()
 
     X, P = make_data(args.rows)
     result: dict[str, Any] = {"blas": blas_info(), "config": vars(args)}
     if not args.skip_training:
-        result["training"] = bench_training(X, P, args.epochs, args.batch_size, args.dropout)
-        print("training:", {k: v for k, v in result["training"].items() if not isinstance(v, list)}, flush=True)
+        result["training"] = []
+        for th in args.threads.split(","):
+            r = bench_training(X, P, args.epochs, args.batch_size, args.dropout, None if th == "default" else int(th))
+            result["training"].append(r)
+            print("training:", {k: v for k, v in r.items() if not isinstance(v, list)}, flush=True)
     with tempfile.TemporaryDirectory(prefix="kdstore-bench-") as tmp:
         path = os.path.join(tmp, "bench.duckdb")
         result["store"] = build_store(path, X, P)
@@ -236,11 +247,12 @@ def main() -> None:
 def markdown(r: dict[str, Any]) -> str:
     lines = ["# Student benchmark", "",
              f"BLAS: {r['blas']['blas']}; OPENBLAS_CORETYPE={r['blas']['OPENBLAS_CORETYPE']}", ""]
-    t = r.get("training")
-    if t:
+    for t in r.get("training", []):
+        threads = t["blas_during_run"][0]["num_threads"] if t["blas_during_run"] else "?"
         lines += [
             f"## Training: {t['rows']:,} x {D} -> {HIDDEN} -> {K}, batch {t['batch_size']}, dropout {t['dropout']}, "
-            f"{t['params']:,} parameters (6 x params FLOP per example)", "",
+            f"{t['params']:,} parameters (6 x params FLOP per example), BLAS threads {threads} "
+            f"({'default' if t['blas_threads'] is None else 'threads=' + str(t['blas_threads'])}); GEMM measured with the same threads", "",
             "| measure | value |", "|---|---|",
             f"| examples/s per epoch | {', '.join(f'{x:,.0f}' for x in t['examples_per_second_per_epoch'])} |",
             f"| training FLOP/s (median epoch) | {t['train_gflops']:.1f} GFLOP/s |",

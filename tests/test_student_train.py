@@ -270,3 +270,21 @@ def test_bad_training_inputs() -> None:
         fit(X, Targets.multiclass(y[:3]))
     with pytest.raises(SchemaError, match="every label weight is 0"):
         fit(X, Targets.multilabel(y, np.zeros_like(y)))
+
+
+def test_blas_threads_are_limited_while_training() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas() -> list[int]:
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas()
+    X, P, _ = _teacher_problem(300, 6)
+    seen: list[list[int]] = []
+    cfg = TrainConfig(hidden=(8,), epochs=2)
+    one = fit(X, Targets.multiclass(P), config=cfg, threads=1, on_epoch=lambda e: seen.append(blas()))
+    assert seen == [[1] * len(before)] * 2 and blas() == before
+    default = fit(X, Targets.multiclass(P), config=cfg)
+    np.testing.assert_allclose(one.model.params()[0], default.model.params()[0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(SchemaError, match="threads must be >= 1"):
+        fit(X, Targets.multiclass(P), config=cfg, threads=0)

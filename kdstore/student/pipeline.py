@@ -93,6 +93,7 @@ def train_student(
     replace: bool = False,
     config: TrainConfig | None = None,
     progress: bool | None = None,
+    threads: int | None = None,
     **hyper: Any,
 ) -> int:
     """Train a student on run ``run_id``'s targets, export it to ONNX, store it in ``kd.models``.
@@ -109,6 +110,7 @@ def train_student(
         name: the model's name (default ``student_<model_id>``); ``replace`` overwrites a student of that name.
         config, **hyper: hyper-parameters (:class:`TrainConfig` fields, e.g. ``hidden=(128,)``, ``epochs=10``).
         progress: print one line per epoch on stderr (default: when stderr is a terminal).
+        threads: BLAS threads while training (default: the BLAS default; see :func:`kdstore.student.train.fit`).
 
     Returns:
         The new ``model_id``.
@@ -165,7 +167,7 @@ def train_student(
                   f"{e['examples_per_second']:,.0f} ex/s", file=sys.stderr)
 
     t0 = time.perf_counter()
-    result = fit(X, t, valid_X=vX, valid_targets=vt, config=cfg, on_epoch=on_epoch)
+    result = fit(X, t, valid_X=vX, valid_targets=vt, config=cfg, on_epoch=on_epoch, threads=threads)
     seconds = time.perf_counter() - t0
     model = result.model
     del X
@@ -176,7 +178,7 @@ def train_student(
     metrics: dict[str, Any] = {
         "curve": list(result.curve), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
         "train_examples": int(tr_ids.size), "train_seconds": seconds,
-        "examples_per_second": result.examples_per_second,
+        "examples_per_second": result.examples_per_second, "blas_threads": threads,
     }
     metrics["valid"] = {"source": valid_source, **(
         split_metrics(model, vX, vt, names, threshold, cfg) if vX is not None and vt is not None else {"examples": 0})}
