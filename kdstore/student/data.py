@@ -215,10 +215,15 @@ def read_embedding_targets(store: Store, teacher: str, split: str, *, final: boo
 
 
 def align(target_ids: np.ndarray, feature_ids: np.ndarray, *, what: str, source: str) -> np.ndarray:
-    """Positions of ``target_ids`` in the sorted ``feature_ids``; every target needs features."""
-    pos = np.searchsorted(feature_ids, target_ids)
-    ok = (pos < feature_ids.size) & (feature_ids[np.minimum(pos, max(feature_ids.size - 1, 0))] == target_ids) \
-        if feature_ids.size else np.zeros(target_ids.size, bool)
+    """Row of each of ``target_ids`` in ``feature_ids`` (any order, unique); every target needs features."""
+    if feature_ids.size == 0:
+        ok = np.zeros(target_ids.size, bool)
+        pos = np.zeros(target_ids.size, np.int64)
+    else:
+        order = np.argsort(feature_ids, kind="stable")
+        idx = np.minimum(np.searchsorted(feature_ids, target_ids, sorter=order), feature_ids.size - 1)
+        pos = order[idx]
+        ok = feature_ids[pos] == target_ids
     if not ok.all():
         missing = int((~ok).sum())
         first = int(target_ids[np.argmax(~ok)])

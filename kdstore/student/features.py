@@ -202,8 +202,8 @@ def relation_sql(spec: FeatureSpec, split: str | None = None, *, order: bool = T
 
 
 def read_split(store: Store, spec: FeatureSpec, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Example ids (sorted) and their feature matrix ``[n, dim]`` (float32) for one split."""
-    sql, params = relation_sql(spec, split, as_list=True)
+    """Example ids (in scan order, not sorted) and their feature matrix ``[n, dim]`` (float32) for one split."""
+    sql, params = relation_sql(spec, split, order=False, as_list=True)
     table = arrow(store, sql, params)
     ids = np.asarray(table.column("example_id").to_numpy(), dtype=np.int64)
     return ids, table_matrix(table, spec, source=spec.describe())

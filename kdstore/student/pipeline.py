@@ -232,7 +232,7 @@ def _test_metrics(store: Store, spec: FeatureSpec, model: MLP, info: data.RunInf
     ids = ids[have]
     if ids.size == 0:
         return {"source": "gold", "examples": 0, "missing_features": int(have.size)}
-    X = FX[np.searchsorted(fids, ids)]
+    X = FX[data.align(ids, fids, what="test", source=spec.describe())]
 
     if lab is not None:
         m = np.isin(lab.ids, ids)
