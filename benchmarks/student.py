@@ -152,11 +152,11 @@ def timed(fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-def bench_serving(path: str, X: np.ndarray, rounds: int) -> dict[str, Any]:
+def bench_serving(path: str, X: np.ndarray, rounds: int, threads: int | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with kdstore.connect(path) as s:
         t0 = time.perf_counter()
-        mid = s.train_student(1, features="bench", hidden=HIDDEN, epochs=1, batch_size=512, progress=False)
+        mid = s.train_student(1, features="bench", hidden=HIDDEN, epochs=1, batch_size=512, progress=False, threads=threads)
         out["train_student_seconds"] = time.perf_counter() - t0
         m = s.models.load(mid)
         out["train_student_fit_seconds"] = m.metrics["train_seconds"]
@@ -238,7 +238,8 @@ def main() -> None:
         result["store"] = build_store(path, X, P)
         result["store"]["file_mb"] = os.path.getsize(path) / 1e6
         del P
-        result["serving"] = bench_serving(path, X, args.rounds)
+        first = args.threads.split(",")[0]
+        result["serving"] = bench_serving(path, X, args.rounds, None if first == "default" else int(first))
     print("serving:", result["serving"]["rows_per_second"], result["serving"]["ratio_vs_floor"], flush=True)
     result["peak_rss_mb"] = peak_rss_mb()
     write_results("student", result, markdown(result))

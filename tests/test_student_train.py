@@ -77,6 +77,12 @@ def test_gradient_check(problem: str, variant: dict[str, object]) -> None:
     loss, grads = loss_and_grads(model, Xs, t, cfg, np.random.default_rng(3))
     assert np.isfinite(loss) and loss > 0
     numeric = _numeric_grads(model, Xs, t, cfg, seed=3)
+    ws: dict[object, np.ndarray] = {}  # the trainer's path: reused buffers give the same gradients
+    for _ in range(2):
+        wl, wg = loss_and_grads(model, Xs, t, cfg, np.random.default_rng(3), workspace=ws)
+        assert wl == loss
+        for a, b in zip(wg, grads, strict=True):
+            np.testing.assert_array_equal(a, b)
     assert len(grads) == len(numeric) == len(model.params())
     for g, n in zip(grads, numeric, strict=True):
         assert g.shape == n.shape

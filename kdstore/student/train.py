@@ -381,23 +381,39 @@ def _label_loss(task: str, z: np.ndarray, y: np.ndarray, w: np.ndarray, temperat
 # ---------------------------------------------------------------------------------------------
 # forward + backward
 # ---------------------------------------------------------------------------------------------
+def _buf(ws: dict[Any, np.ndarray] | None, key: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A scratch array from the workspace (reused across mini-batches), or a new one without a workspace."""
+    if ws is None:
+        return np.empty(shape, dtype)
+    k = (key, shape)
+    a = ws.get(k)
+    if a is None:
+        a = ws[k] = np.empty(shape, dtype)
+    return a
+
+
 def loss_and_grads(
     model: MLP, Xs: np.ndarray, t: Targets, config: TrainConfig, rng: np.random.Generator | None,
-    *, grads: bool = True,
+    *, grads: bool = True, workspace: dict[Any, np.ndarray] | None = None,
 ) -> tuple[float, list[np.ndarray]]:
     """Loss of one mini-batch of *standardised* features and its gradient w.r.t. ``model.params()``.
 
     Dropout masks are drawn from ``rng`` (None = no dropout: evaluation). Labels use the
     temperature of ``config``; the returned loss is ``embedding loss + label_weight · label loss``
-    (each a weighted mean), or the one that exists.
+    (each a weighted mean), or the one that exists. With a ``workspace`` (a dict kept by the
+    caller) activations and gradients live in reused buffers — no allocation per mini-batch — and
+    the returned gradients are overwritten by the next call.
     """
+    ws = workspace
     p = config.dropout if rng is not None else 0.0
+    n = Xs.shape[0]
+    dt = Xs.dtype
     acts = [Xs]
     masks: list[np.ndarray | None] = []
     h = Xs
-    for w, b in model.layers:
-        h = h @ w
-        h += b
+    for i, (w, b) in enumerate(model.layers):
+        h = np.matmul(h, w, out=_buf(ws, ("h", i), (n, w.shape[1]), dt))
+        np.add(h, b, out=h)
         np.maximum(h, 0, out=h)
         if p > 0:
             assert rng is not None
@@ -433,8 +449,10 @@ def loss_and_grads(
             continue
         do *= coef / wsum
         head_grads += [h.T @ do, do.sum(axis=0)]
-        d = do @ head[0].T
-        dh_ = d if dh_ is None else dh_ + d
+        if dh_ is None:
+            dh_ = np.matmul(do, head[0].T, out=_buf(ws, ("dh", len(model.layers)), h.shape, dt))
+        else:
+            dh_ += do @ head[0].T
     if not grads:
         return total, []
     out: list[np.ndarray] = []
@@ -444,12 +462,13 @@ def loss_and_grads(
         km = masks[i]
         if km is not None:
             dh *= km
-        dh *= a > 0  # ReLU (a dropped unit is already 0)
-        w, _ = model.layers[i]
-        out.append(dh.sum(axis=0))
-        out.append(acts[i].T @ dh)
+        positive = np.greater(a, 0, out=_buf(ws, ("pos", i), a.shape, np.bool_))
+        np.multiply(dh, positive, out=dh)  # ReLU (a dropped unit is already 0)
+        w, b = model.layers[i]
+        out.append(np.sum(dh, axis=0, out=_buf(ws, ("db", i), b.shape, dt)))
+        out.append(np.matmul(acts[i].T, dh, out=_buf(ws, ("dW", i), w.shape, dt)))
         if i > 0:
-            dh = dh @ w.T
+            dh = np.matmul(dh, w.T, out=_buf(ws, ("dh", i), (n, w.shape[0]), dt))
     out.reverse()
     return total, out + head_grads
 
@@ -643,6 +662,8 @@ def _fit(X: np.ndarray, targets: Targets, valid_X: np.ndarray | None, valid_targ
     m2 = [np.zeros_like(p) for p in params]
     tmp = [np.empty_like(p) for p in params]
     n, bs = X.shape[0], cfg.batch_size
+    workspace: dict[Any, np.ndarray] = {}
+    Xe = np.empty_like(Xs)
     step = 0
     best, best_epoch, bad_epochs = math.inf, 0, 0
     best_model = model.copy()
@@ -651,12 +672,12 @@ def _fit(X: np.ndarray, targets: Targets, valid_X: np.ndarray | None, valid_targ
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         perm = rng.permutation(n)
-        Xe = Xs[perm]
+        np.take(Xs, perm, axis=0, out=Xe)
         te = t.take(perm)
         loss_sum = 0.0
         for start in range(0, n, bs):
             sl = slice(start, start + bs)
-            loss, grads = loss_and_grads(model, Xe[sl], te.take(sl), cfg, rng)
+            loss, grads = loss_and_grads(model, Xe[sl], te.take(sl), cfg, rng, workspace=workspace)
             step += 1
             _adam(params, grads, m1, m2, tmp, decay, step, cfg)
             loss_sum += loss * (min(n, start + bs) - start)
