@@ -23,7 +23,6 @@ run over the store's pixel features with ONNX Runtime and their outputs ingested
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
 import warnings
 from collections.abc import Sequence
@@ -152,8 +151,10 @@ class DemoResult:
 # ---------------------------------------------------------------------------------------------
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """The bundled digits: pixels ``[1797, 64]`` float32 (0..16) and digits ``[1797]`` int64."""
-    from sklearn.datasets import load_digits as _load
-
+    try:
+        from sklearn.datasets import load_digits as _load
+    except ImportError as e:
+        raise KdstoreError("the demo needs scikit-learn: pip install 'kdstore[demo]'") from e
     d = _load()
     return np.asarray(d.data, dtype=np.float32), np.asarray(d.target, dtype=np.int64)
 
@@ -537,6 +538,7 @@ def build_demo(
         for f in tdir.glob("*.onnx"):
             f.unlink()
     x, y = load_digits()
+    path.parent.mkdir(parents=True, exist_ok=True)
     split = split_digits(y, seed)
     say(f"digits: {x.shape[0]} images of 8x8 pixels (scikit-learn's bundled copy), seed {seed}")
     say(f"split: private teacher pool {split.pool.size} | store: train {split.train.size} (unlabeled), "
@@ -554,14 +556,6 @@ def build_demo(
     say(f"ran {len(teachers)} ONNX teachers over {split.train.size + split.valid.size + split.test.size} examples "
         f"with onnxruntime; outputs in {path}")
     return DemoResult(str(path), tdir, seed, split, tuple(teachers), tuple(rows), naive, time.perf_counter() - t0)
-
-
-def remove_demo(path: str | Path, teachers_dir: str | Path | None = None) -> None:
-    """Delete a demo store and its teachers folder (used by tests and ``--replace``)."""
-    path = Path(path)
-    path.unlink(missing_ok=True)
-    tdir = Path(teachers_dir) if teachers_dir is not None else path.with_name(f"{path.stem}_teachers")
-    shutil.rmtree(tdir, ignore_errors=True)
 
 
 __all__ = [

@@ -171,21 +171,23 @@ def test_accuracy_table_matches_direct_computation(built: demo.DemoResult) -> No
     assert 0.0 < built.naive_average_acc < 1.0
 
 
+def test_another_seed_gives_another_corpus(built: demo.DemoResult, tmp_path: Path) -> None:
+    x, y = demo.load_digits()
+    assert all(np.array_equal(getattr(demo.split_digits(y, 0), f), getattr(built.split, f)) for f in ("pool", "train", "valid", "test"))
+    other = demo.split_digits(y, 1)
+    assert not np.array_equal(other.test, built.split.test)
+    mine = demo.build_teachers(x, y, built.split, tmp_path / "same", seed=0, specs=demo.TEACHERS[:3])
+    theirs = demo.build_teachers(x, y, other, tmp_path / "other", seed=1, specs=demo.TEACHERS[:3])
+    assert [t.sha256 for t in mine] == [t.sha256 for t in built.teachers[:3]]
+    assert all(a.sha256 != b.sha256 for a, b in zip(mine, theirs, strict=True))
+
+
 @pytest.mark.slow
-def test_deterministic_for_a_seed(built: demo.DemoResult, tmp_path: Path) -> None:
-    again = demo.build_demo(tmp_path / "again.duckdb", seed=0)
-    for a, b in zip(built.split.__slots__, again.split.__slots__, strict=True):
-        assert np.array_equal(getattr(built.split, a), getattr(again.split, b))
-    assert [t.sha256 for t in built.teachers] == [t.sha256 for t in again.teachers]
-    assert _scores(built.path).equals(_scores(again.path))
-    other = demo.build_demo(tmp_path / "other.duckdb", seed=1)
-    assert not np.array_equal(built.split.test, other.split.test)
-    assert [t.sha256 for t in built.teachers] != [t.sha256 for t in other.teachers]
-
-
-def test_cli_demo_prints_info_and_test_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_demo_is_deterministic_and_prints_info_and_test_table(
+    built: demo.DemoResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "cli.duckdb"
-    assert main(["demo", str(path), "--seed", "3", "-q"]) == 0
+    assert main(["demo", str(path), "--seed", "0", "-q"]) == 0
     out = capsys.readouterr().out
     assert f"$ kdstore info {path}" in out
     assert "teachers   17" in out
@@ -193,10 +195,32 @@ def test_cli_demo_prints_info_and_test_table(tmp_path: Path, capsys: pytest.Capt
     assert "Teachers on the TEST split" in out
     for spec in demo.TEACHERS:
         assert f"  {spec.name} " in out
-    assert "naive average of all teachers" in out
-    assert (tmp_path / "cli_teachers" / "specialist_0.onnx").is_file()
+    # same seed, same store: the table, every ONNX file and every stored score are identical
+    assert demo.format_table(built.scores, built.naive_average_acc) in out
+    for t in built.teachers:
+        assert (tmp_path / "cli_teachers" / t.path.name).read_bytes() == t.path.read_bytes()
+    assert _scores(str(path)).equals(_scores(built.path))
     # an existing store is not overwritten silently
     assert main(["demo", str(path), "-q"]) == 1
     assert "already exists" in capsys.readouterr().err
     with pytest.raises(KdstoreError, match="already exists"):
         demo.build_demo(path)
+
+
+def test_runner_refuses_mismatched_teachers(built: demo.DemoResult, store: kdstore.Store) -> None:
+    from kdstore.errors import TeacherError
+
+    x, _ = demo.load_digits()
+    store.add_labels(list(demo.LABELS))
+    store.add_examples(pa.table({"example_id": np.arange(5), "split": ["train"] * 5}))
+    store.register_features(demo.FEATURES, pa.table({"example_id": np.arange(5), **{c: x[:5, j] for j, c in enumerate(demo.PIXELS)}}))
+    binary_file = str(next(t.path for t in built.teachers if t.spec.name == "specialist_0"))
+    store.add_teacher("two_labels", labels=["0", "1"], output_type="multiclass", kind="onnx", uri=binary_file)
+    with pytest.raises(TeacherError, match=r"two_labels.*output of shape \(5, 1\)"):
+        demo.run_onnx_teachers(store, ["two_labels"], features=demo.FEATURES)
+    store.add_teacher("stored_only", labels=["0"], output_type="binary")
+    with pytest.raises(TeacherError, match="not an ONNX teacher"):
+        demo.run_onnx_teachers(store, ["stored_only"], features=demo.FEATURES)
+    assert store.one("SELECT count(*) FROM kd.scores") == (0,)
+    store.add_teacher("ok", labels=["0"], output_type="binary", kind="onnx", uri=binary_file)
+    assert demo.run_onnx_teachers(store, ["ok"], features=demo.FEATURES) == 5
