@@ -1,0 +1,21 @@
+-- kd.select_candidates: every train/test output of a qualified teacher, with the teacher's standing
+-- for that label under the example's effective slice key.
+-- Grain: one row per (teacher, example, label) output on a non-valid example whose teacher is in
+-- kd.select_ranking for the label. Effective slice key of an example and label = its slice when a
+-- slice-level ranking exists for (label, slice) (setting 'slice_experts' = 1), else NULL (all valid).
+-- Valid examples are never candidates: their outputs judged the teachers (gold is mixed in instead).
+-- Empty-group rule: none (row level). Oracle: tests/oracles_select.py::candidates.
+CREATE OR REPLACE VIEW kd.select_candidates AS
+WITH sliced AS (SELECT DISTINCT label_id, slice_key FROM kd.select_ranking WHERE slice_key IS NOT NULL),
+d AS (
+    SELECT d.*, sl.slice_key
+    FROM kd.select_decisions AS d
+    LEFT JOIN sliced AS sl ON sl.label_id = d.label_id AND sl.slice_key = d.slice
+    WHERE d.split <> 'valid'
+)
+SELECT d.teacher_id, d.example_id, d.split, d.label_id, d.score, d.positive, d.slice_key,
+       r.metric, r.rank, r.is_best, r.is_expert
+FROM d
+JOIN kd.select_ranking AS r
+  ON r.teacher_id = d.teacher_id AND r.label_id = d.label_id
+ AND r.slice_key IS NOT DISTINCT FROM d.slice_key;

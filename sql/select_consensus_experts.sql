@@ -1,0 +1,18 @@
+-- kd.select_consensus_experts: the label-free policy. Experts per label by kd.select_consensus_ranking
+-- (agreement with the other teachers, no gold); target = metric-weighted average of their scores.
+-- Grain: one row per example x label (non-valid examples) where at least one such expert has an output.
+-- value / evidence / weight / teacher_id as kd.select_experts.
+-- Empty-group rule: no expert output -> no row. Oracle: tests/oracles_select.py::policy.
+CREATE OR REPLACE VIEW kd.select_consensus_experts AS
+SELECT d.example_id,
+       min(d.split) AS split,
+       d.label_id,
+       sum(r.metric * d.score) / sum(r.metric) AS value,
+       sum(r.metric * d.score) AS evidence,
+       1.0 AS weight,
+       first(d.teacher_id ORDER BY r.metric DESC, d.teacher_id) AS teacher_id,
+       'consensus_experts' AS rule
+FROM kd.select_decisions AS d
+JOIN kd.select_consensus_ranking AS r ON r.teacher_id = d.teacher_id AND r.label_id = d.label_id
+WHERE d.split <> 'valid' AND r.is_expert
+GROUP BY d.example_id, d.label_id;

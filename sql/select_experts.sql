@@ -1,0 +1,19 @@
+-- kd.select_experts: every teacher whose metric is within 'expert_margin' of the label's best
+-- (kd.select_ranking.is_expert); target = metric-weighted average of their scores.
+-- Grain: one row per example x label (non-valid examples) where at least one expert has an output.
+-- value = sum(metric * score) / sum(metric) (multilabel target); evidence = sum(metric * score)
+-- (multiclass: a metric-weighted vote, normalised per example by kdstore.select); weight = 1;
+-- teacher_id = the contributing expert with the highest metric (ties: smallest id).
+-- Empty-group rule: no expert output -> no row. Oracle: tests/oracles_select.py::policy.
+CREATE OR REPLACE VIEW kd.select_experts AS
+SELECT example_id,
+       min(split) AS split,
+       label_id,
+       sum(metric * score) / sum(metric) AS value,
+       sum(metric * score) AS evidence,
+       1.0 AS weight,
+       first(teacher_id ORDER BY metric DESC, teacher_id) AS teacher_id,
+       'experts' AS rule
+FROM kd.select_candidates
+WHERE is_expert
+GROUP BY example_id, label_id;

@@ -1,0 +1,48 @@
+-- kd.select_until_covered: per label (and slice key), add teachers best-first (kd.select_ranking.rank)
+-- until at least 'min_targets' TRAIN examples have a confident target for the label: a positive
+-- decision with score >= 'confident_threshold' from one of the teachers added so far. If the label
+-- never gets there, every ranked teacher is used. Targets = metric-weighted average, as kd.select_experts.
+-- Grain: one row per example x label (non-valid examples) where a selected teacher has an output.
+-- Only train examples are counted, so test outputs never influence the cut.
+-- Empty-group rule: a label without a qualified teacher gets no rows. Oracle: tests/oracles_select.py::policy.
+CREATE OR REPLACE VIEW kd.select_until_covered AS
+WITH cfg AS (
+    SELECT max(value) FILTER (WHERE name = 'min_targets') AS n_min,
+           max(value) FILTER (WHERE name = 'confident_threshold') AS conf
+    FROM kd.settings
+),
+firsts AS (
+    SELECT c.example_id, c.label_id, c.slice_key, min(c.rank) AS first_rank
+    FROM kd.select_candidates AS c CROSS JOIN cfg
+    WHERE c.split = 'train' AND c.positive AND c.score >= cfg.conf
+    GROUP BY c.example_id, c.label_id, c.slice_key
+),
+hist AS (
+    SELECT label_id, slice_key, first_rank, count(*) AS n FROM firsts GROUP BY label_id, slice_key, first_rank
+),
+cum AS (
+    SELECT *, sum(n) OVER (PARTITION BY label_id, slice_key ORDER BY first_rank) AS covered FROM hist
+),
+reach AS (
+    SELECT label_id, slice_key, min(first_rank) AS k
+    FROM cum CROSS JOIN cfg WHERE covered >= cfg.n_min
+    GROUP BY label_id, slice_key
+),
+maxr AS (SELECT label_id, slice_key, max(rank) AS max_rank FROM kd.select_ranking GROUP BY label_id, slice_key),
+cut AS (
+    SELECT m.label_id, m.slice_key, coalesce(r.k, m.max_rank) AS k
+    FROM maxr AS m
+    LEFT JOIN reach AS r ON r.label_id = m.label_id AND r.slice_key IS NOT DISTINCT FROM m.slice_key
+)
+SELECT c.example_id,
+       min(c.split) AS split,
+       c.label_id,
+       sum(c.metric * c.score) / sum(c.metric) AS value,
+       sum(c.metric * c.score) AS evidence,
+       1.0 AS weight,
+       first(c.teacher_id ORDER BY c.metric DESC, c.teacher_id) AS teacher_id,
+       'until_covered' AS rule
+FROM kd.select_candidates AS c
+JOIN cut AS k ON k.label_id = c.label_id AND k.slice_key IS NOT DISTINCT FROM c.slice_key
+WHERE c.rank <= k.k
+GROUP BY c.example_id, c.label_id;
