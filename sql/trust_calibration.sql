@@ -24,7 +24,7 @@ agg AS (
     SELECT teacher_id,
            max(model_id) AS model_id,
            count(*) AS n,
-           sum(correct) AS n_correct,
+           CAST(sum(correct) AS BIGINT) AS n_correct,
            avg((p_correct - correct) * (p_correct - correct)) AS brier,
            sum(avg_rank) FILTER (WHERE correct = 1) AS rank_sum
     FROM ranked

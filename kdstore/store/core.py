@@ -36,7 +36,7 @@ DEFAULT_SETTINGS: dict[str, tuple[float, str]] = {
     "min_targets": (100.0, "until_covered: add experts best-first until a label has this many confident train targets"),
     "confident_threshold": (0.9, "until_covered: a positive decision with score >= this is a confident target"),
     "trust_threshold": (0.5, "trust policy: outputs whose trust p_correct >= this become targets"),
-    "trust_weighting": (0.0, "trust policy: 0 = weight outputs by p_correct, 1 = by its log-odds ln(p / (1 - p))"),
+    "trust_weighting": (0.0, "trust policy weight of an output: 0 = p_correct, 1 = log-odds ln(p / (1 - p)), 2 = K-class log-odds ln(p (K - 1) / (1 - p))"),
     "gold_weight": (0.0, "weight of valid-split gold rows mixed into selected targets (0 = none; store.select(gold_weight=) overrides)"),
     "calibration_bins": (10.0, "number of equal-width bins of the trust reliability curve (kd.trust_reliability)"),
 }
