@@ -34,11 +34,11 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import peak_rss_mb, write_results  # noqa: E402
+from _common import peak_rss_mb, write_results
 
-import kdstore  # noqa: E402
-from kdstore import select as ksel  # noqa: E402
-from kdstore import trust as ktrust  # noqa: E402
+import kdstore
+from kdstore import select as ksel
+from kdstore import trust as ktrust
 
 WRENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "wrench"
 if not WRENCH.exists():
@@ -218,25 +218,68 @@ def evaluate(name: str, *, snorkel: bool, trust_kind: str) -> dict[str, Any]:
                                "covered_score": float(np.mean(cov_scores)), "seeds": len(scores),
                                "seconds": time.perf_counter() - t0}
             res["mv_matches_snorkel_voter"] = bool(np.array_equal(np.asarray(sn["mv"]), mv))
-    store = build_store(classes, parts, emb)
-    try:
+    test_ids = np.arange(sum(len(parts[s].keys) for s in ("train", "valid")), sum(len(p.keys) for p in parts.values()))
+
+    def policy_row(store: kdstore.Store, policy: str) -> dict[str, Any]:
         t0 = time.perf_counter()
-        fit = ktrust.fit_trust(store, kind=trust_kind, feature_source="emb" if emb is not None else None, seed=0)
-        res["trust_fit_seconds"] = time.perf_counter() - t0
-        res["trust_oof_auc"] = json.loads(store.one("SELECT metrics FROM kd.runs WHERE run_id = ?", [fit.run_id])[0])["oof_auc"]
-        test_ids = np.arange(sum(len(parts[s].keys) for s in ("train", "valid")), sum(len(p.keys) for p in parts.values()))
-        for policy in POLICIES:
+        probs, cov = policy_probs(store, policy, test_ids, k)
+        pred = tie_preds(probs)
+        sel = ksel.select(store, policy)
+        return {"score": score(metric, pos, y, pred), "coverage": float(cov.mean()),
+                "covered_score": score(metric, pos, y[cov], pred[cov]) if cov.any() else None,
+                "train_coverage": sel.metrics["coverage"], "seconds": time.perf_counter() - t0}
+
+    # trust configurations: chosen by the policy's score on the VALID split (out-of-fold trust there)
+    configs: list[dict[str, Any]] = []
+    kinds = [trust_kind] if trust_kind != "auto" else list(ktrust.KINDS)
+    for kind in kinds:
+        store = build_store(classes, parts, emb)
+        try:
             t0 = time.perf_counter()
-            probs, cov = policy_probs(store, policy, test_ids, k)
-            pred = tie_preds(probs)
-            sel = ksel.select(store, policy)
-            rows[policy] = {"score": score(metric, pos, y, pred), "coverage": float(cov.mean()),
-                            "covered_score": score(metric, pos, y[cov], pred[cov]) if cov.any() else None,
-                            "train_coverage": sel.metrics["coverage"], "seconds": time.perf_counter() - t0}
-    finally:
-        store.close()
+            fit = ktrust.fit_trust(store, kind=kind, feature_source="emb" if emb is not None else None, seed=0)
+            fit_s = time.perf_counter() - t0
+            oof = json.loads(store.one("SELECT metrics FROM kd.runs WHERE run_id = ?", [fit.run_id])[0])["oof_auc"]
+            if kind == kinds[0]:
+                for policy in POLICIES[:-1]:
+                    rows[policy] = policy_row(store, policy)
+            for mode, thr in WEIGHTINGS:
+                store.settings.update(trust_weighting=mode, trust_threshold=thr)
+                row = policy_row(store, "trust")
+                row.update(kind=kind, trust_weighting=mode, trust_threshold=thr, fit_seconds=fit_s, oof_auc=oof,
+                           valid_score=valid_trust_score(store, parts["valid"].gold, metric, pos, k, mode, thr))
+                configs.append(row)
+        finally:
+            store.close()
+    best = max(range(len(configs)), key=lambda i: (configs[i]["valid_score"], -i))
+    rows["trust"] = configs[best]
+    res["trust_configs"] = configs
     res["rows"] = rows
     return res
+
+
+#: trust policy weightings tried (setting trust_weighting, trust_threshold): linear p over 0.5, K-class log-odds
+WEIGHTINGS = [(0.0, 0.5), (2.0, 0.0)]
+
+
+def valid_trust_score(store: kdstore.Store, gold: np.ndarray, metric: str, pos: int | None, k: int, mode: float,
+                      thr: float) -> float:
+    """The trust policy's score on the valid split, from the out-of-fold trust there (same weights as the view)."""
+    rows = store.con.sql("SELECT o.example_id, o.label_id, o.score, o.p_correct FROM kd.trusted_outputs o "
+                         "WHERE o.split = 'valid' AND o.p_correct IS NOT NULL").to_arrow_table()
+    v0 = int(store.one("SELECT min(example_id) FROM kd.examples WHERE split = 'valid'")[0])
+    e = np.asarray(rows.column("example_id").to_numpy()) - v0
+    lab = np.asarray(rows.column("label_id").to_numpy())
+    sc = np.asarray(rows.column("score").to_numpy(), dtype=float)
+    p = np.asarray(rows.column("p_correct").to_numpy(), dtype=float)
+    pc = np.minimum(p, 1 - 1e-6)
+    w = p if mode == 0 else np.log(pc * (k - 1 if mode == 2 else 1) / (1 - pc))
+    keep = (p >= thr) & (w > 0)
+    ev = np.zeros((len(gold), k))
+    np.add.at(ev, (e[keep], lab[keep]), (w * sc)[keep])
+    tot = ev.sum(axis=1, keepdims=True)
+    probs = np.where(tot > 0, ev / np.where(tot > 0, tot, 1), 1.0 / k)
+    ok = gold >= 0
+    return score(metric, pos, gold[ok], tie_preds(probs)[ok])
 
 
 def markdown(results: dict[str, Any], trust_kind: str) -> str:
@@ -245,8 +288,8 @@ def markdown(results: dict[str, Any], trust_kind: str) -> str:
     lines = [
         "# Selection policies on WRENCH (test split)",
         "",
-        f"Teachers = labeling functions, judged on valid; trust = `{trust_kind}` LightGBM trust models "
-        "(OOF on valid), linear trust weighting. Score = accuracy (F1 of the positive class for sms, tennis); "
+        f"Teachers = labeling functions, judged on valid; trust = LightGBM trust models ({trust_kind}: kind and "
+        "weighting chosen per set by the trust policy's score on the VALID split with out-of-fold trust). Score = accuracy (F1 of the positive class for sms, tennis); "
         "uncovered examples and ties use Snorkel's deterministic tie rule, like the README's majority vote. "
         "Cell: score / test coverage %. Snorkel = mean of 5 seeds.",
         "",
@@ -282,6 +325,15 @@ def markdown(results: dict[str, Any], trust_kind: str) -> str:
         r = results[n]["rows"]
         cells = [f"{r[c]['covered_score']:.2f}" if c in r and r[c].get("covered_score") is not None else "-" for c in cols]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "Trust configurations (test score; the chosen one has the best valid score):", "",
+              "| set | kind | weighting | threshold | valid score | test score | test coverage % | OOF AUC | chosen |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for n in names:
+        chosen = results[n]["rows"]["trust"]
+        for c in results[n]["trust_configs"]:
+            lines.append(f"| {n} | {c['kind']} | {['p', 'log-odds', 'K-class log-odds'][int(c['trust_weighting'])]} | "
+                         f"{c['trust_threshold']} | {c['valid_score']:.2f} | {c['score']:.2f} | {100 * c['coverage']:.0f} | "
+                         f"{c['oof_auc']:.3f} | {'yes' if c is chosen else ''} |")
     return "\n".join(lines)
 
 
@@ -289,7 +341,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--no-snorkel", action="store_true")
-    ap.add_argument("--trust-kind", default="router", choices=list(ktrust.KINDS))
+    ap.add_argument("--trust-kind", default="auto", choices=[*ktrust.KINDS, "auto"],
+                    help="trust model kind; auto = fit both and keep the configuration best on valid")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()

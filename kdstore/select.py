@@ -355,7 +355,7 @@ def list_runs(store: Store, policies: Sequence[str] | None = None) -> pa.Table:
     import pyarrow.compute as pc
 
     keep = [json.loads(x)["policy"] in policies for x in tbl.column("params").to_pylist()]
-    return tbl.filter(pc.array(keep))  # type: ignore[attr-defined]
+    return tbl.filter(pc.array(keep))
 
 
 __all__ = [

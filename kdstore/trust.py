@@ -185,7 +185,10 @@ def _load_features(store: Store, source: str | None, example_ids: np.ndarray) ->
     scalar = [c["name"] for c in cols if c["name"] != "example_id" and str(c["type"]).split("(")[0] in numeric]
     vectors = [c["name"] for c in cols if c["name"] != "example_id" and str(c["type"]).endswith("[]")]
     rel = feature_relation(source)
-    q = lambda n: exp.to_identifier(n, quoted=True).sql(dialect="duckdb")  # noqa: E731
+
+    def q(name: str) -> str:
+        return str(exp.to_identifier(name, quoted=True).sql(dialect="duckdb"))
+
     sel = ", ".join(["example_id"] + [f"CAST({q(c)} AS DOUBLE) AS {q(c)}" for c in scalar] + [q(c) for c in vectors])
     tbl = _arrow(store, f"SELECT {sel} FROM {rel}")
     pos = np.searchsorted(example_ids, _np(tbl, "example_id", np.int64))
@@ -267,7 +270,7 @@ def features(
     o_pos[np.arange(len(t)), t] = False
     n_pos = o_pos.sum(axis=1).astype(float)
     frac_pos = np.where(n_out > 0, n_pos / np.maximum(n_out, 1), np.nan)
-    fired = data.has.any(axis=2)  # [T, E]
+    fired: np.ndarray = np.asarray(data.has.any(axis=2))  # [T, E]
     n_fired = fired[:, e].sum(axis=0).astype(float) - fired[t, e]
     pos_e = data.positive.sum(axis=2)  # [T, E]
     pos_other_label = (data.positive[:, e, :].sum(axis=(0, 2)) - data.positive[:, e, lab].sum(axis=0)).astype(float)

@@ -185,7 +185,7 @@ def policy(fx: Fixture, name: str) -> dict[tuple[int, int], dict[str, Any]]:
     if name == "until_covered":
         cands = candidates(fx)
         first: dict[tuple[int, int], tuple[Any, int]] = {}
-        for (t, e, lab), c in cands.items():
+        for (_t, e, lab), c in cands.items():
             if fx.split[e] == "train" and c["positive"] and c["score"] >= fx.s["confident_threshold"]:
                 k = (e, lab)
                 first[k] = (c["slice_key"], min(first.get(k, (None, 10**9))[1], c["rank"]))
@@ -271,7 +271,7 @@ def reliability(fx: Fixture) -> dict[tuple[int, int], dict[str, Any]]:
     acc: dict[tuple[int, int], list[tuple[float, int]]] = defaultdict(list)
     for t, rows in _trust_labels(fx).items():
         for p, y, _ in rows:
-            acc[(t, min(int(math.floor(p * bins)), bins - 1))].append((p, y))
+            acc[(t, min(math.floor(p * bins), bins - 1))].append((p, y))
     return {k: dict(n=len(v), mean_p=float(np.mean([p for p, _ in v])), frac_correct=float(np.mean([y for _, y in v])))
             for k, v in acc.items()}
 

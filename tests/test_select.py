@@ -191,7 +191,7 @@ def test_multilabel_experts_hand(store: kdstore.Store) -> None:
 def test_slice_experts(store: kdstore.Store) -> None:
     """Patent: one expert on the beach, another on the couch."""
     store.add_labels(["dog", "other"])
-    ids = list(range(8)) + [20, 21]
+    ids = [*list(range(8)), 20, 21]
     store.add_examples(pa.table({"example_id": ids, "split": ["valid"] * 8 + ["train"] * 2,
                                  "slice": ["beach"] * 4 + ["couch"] * 4 + ["beach", "couch"]}))
     store.add_gold(pa.table({"example_id": list(range(8)), "label": ["dog", "dog", "other", "other"] * 2}))

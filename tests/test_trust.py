@@ -239,7 +239,7 @@ def test_errors(store: kdstore.Store) -> None:
         ktrust.fit_trust(store, kind="bogus")
     with pytest.raises(kdstore.SchemaError, match="no feature source 'nope'"):
         ktrust.fit_trust(store, feature_source="nope")
-    with pytest.raises(kdstore.SchemaError, match="unknown .*teachers: zz"):
+    with pytest.raises(kdstore.SchemaError, match=r"unknown .*teachers: zz"):
         ktrust.fit_trust(store, teachers=["zz"])
     r = ktrust.fit_trust(store, teachers=["ctx"], rounds=5, params=SMALL)
     assert list(r.metrics) == [tid(store, "ctx")]
