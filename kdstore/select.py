@@ -245,13 +245,14 @@ def select(
         inferred/gold example counts, ``inferred_share``, ``coverage`` of the train split).
 
     >>> import kdstore, pyarrow as pa
+    >>> from kdstore.select import select
     >>> with kdstore.connect() as s:
     ...     _ = s.add_labels(["neg", "pos"])
     ...     _ = s.add_examples(pa.table({"example_id": [0, 1, 2, 3], "split": ["valid", "valid", "train", "train"]}))
     ...     _ = s.add_gold(pa.table({"example_id": [0, 1], "label": ["neg", "pos"]}))
     ...     _ = s.ingest_votes(pa.table({"example_id": [0, 1, 2, 3], "lf": [0, 1, 1, -1]}))
     ...     s.settings.update(min_support=1)
-    ...     r = s.select("best_per_label")
+    ...     r = select(s, "best_per_label")  # store.select(...) does the same and returns r.run_id
     ...     (r.task, r.metrics["inferred_examples"], r.metrics["coverage"])
     ('multiclass', 1, 0.5)
     """

@@ -11,9 +11,10 @@ WITH cfg AS (
            max(value) FILTER (WHERE name = 'confident_threshold') AS conf
     FROM kd.settings
 ),
+c AS MATERIALIZED (SELECT * FROM kd.select_candidates),
 firsts AS (
     SELECT c.example_id, c.label_id, c.slice_key, min(c.rank) AS first_rank
-    FROM kd.select_candidates AS c CROSS JOIN cfg
+    FROM c CROSS JOIN cfg
     WHERE c.split = 'train' AND c.positive AND c.score >= cfg.conf
     GROUP BY c.example_id, c.label_id, c.slice_key
 ),
@@ -27,12 +28,6 @@ reach AS (
     SELECT label_id, slice_key, min(first_rank) AS k
     FROM cum CROSS JOIN cfg WHERE covered >= cfg.n_min
     GROUP BY label_id, slice_key
-),
-maxr AS (SELECT label_id, slice_key, max(rank) AS max_rank FROM kd.select_ranking GROUP BY label_id, slice_key),
-cut AS (
-    SELECT m.label_id, m.slice_key, coalesce(r.k, m.max_rank) AS k
-    FROM maxr AS m
-    LEFT JOIN reach AS r ON r.label_id = m.label_id AND r.slice_key IS NOT DISTINCT FROM m.slice_key
 )
 SELECT c.example_id,
        min(c.split) AS split,
@@ -42,7 +37,7 @@ SELECT c.example_id,
        1.0 AS weight,
        first(c.teacher_id ORDER BY c.metric DESC, c.teacher_id) AS teacher_id,
        'until_covered' AS rule
-FROM kd.select_candidates AS c
-JOIN cut AS k ON k.label_id = c.label_id AND k.slice_key IS NOT DISTINCT FROM c.slice_key
-WHERE c.rank <= k.k
+FROM c
+LEFT JOIN reach AS k ON k.label_id = c.label_id AND k.slice_key IS NOT DISTINCT FROM c.slice_key
+WHERE k.k IS NULL OR c.rank <= k.k
 GROUP BY c.example_id, c.label_id;
