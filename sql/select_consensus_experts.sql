@@ -4,15 +4,20 @@
 -- value / evidence / weight / teacher_id as kd.select_experts.
 -- Empty-group rule: no expert output -> no row. Oracle: tests/oracles_select.py::policy.
 CREATE OR REPLACE VIEW kd.select_consensus_experts AS
-SELECT d.example_id,
-       min(d.split) AS split,
-       d.label_id,
-       sum(r.metric * d.score) / sum(r.metric) AS value,
-       sum(r.metric * d.score) AS evidence,
+WITH c AS (
+    SELECT d.example_id, d.split, d.label_id, d.teacher_id, d.score, r.metric,
+           row_number() OVER (PARTITION BY d.example_id, d.label_id ORDER BY r.metric DESC, d.teacher_id) AS rn
+    FROM kd.select_decisions AS d
+    JOIN kd.select_consensus_ranking AS r ON r.teacher_id = d.teacher_id AND r.label_id = d.label_id
+    WHERE d.split <> 'valid' AND r.is_expert
+)
+SELECT example_id,
+       min(split) AS split,
+       label_id,
+       sum(metric * score) / sum(metric) AS value,
+       sum(metric * score) AS evidence,
        1.0 AS weight,
-       first(d.teacher_id ORDER BY r.metric DESC, d.teacher_id) AS teacher_id,
+       max(CASE WHEN rn = 1 THEN teacher_id END) AS teacher_id,
        'consensus_experts' AS rule
-FROM kd.select_decisions AS d
-JOIN kd.select_consensus_ranking AS r ON r.teacher_id = d.teacher_id AND r.label_id = d.label_id
-WHERE d.split <> 'valid' AND r.is_expert
-GROUP BY d.example_id, d.label_id;
+FROM c
+GROUP BY example_id, label_id;

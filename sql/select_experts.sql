@@ -6,14 +6,19 @@
 -- teacher_id = the contributing expert with the highest metric (ties: smallest id).
 -- Empty-group rule: no expert output -> no row. Oracle: tests/oracles_select.py::policy.
 CREATE OR REPLACE VIEW kd.select_experts AS
+WITH c AS (
+    SELECT example_id, split, label_id, teacher_id, metric, score,
+           row_number() OVER (PARTITION BY example_id, label_id ORDER BY metric DESC, teacher_id) AS rn
+    FROM kd.select_candidates
+    WHERE is_expert
+)
 SELECT example_id,
        min(split) AS split,
        label_id,
        sum(metric * score) / sum(metric) AS value,
        sum(metric * score) AS evidence,
        1.0 AS weight,
-       first(teacher_id ORDER BY metric DESC, teacher_id) AS teacher_id,
+       max(CASE WHEN rn = 1 THEN teacher_id END) AS teacher_id,
        'experts' AS rule
-FROM kd.select_candidates
-WHERE is_expert
+FROM c
 GROUP BY example_id, label_id;

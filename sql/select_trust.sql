@@ -29,6 +29,11 @@ t AS (
     JOIN k ON k.teacher_id = o.teacher_id
     CROSS JOIN cfg
     WHERE o.split <> 'valid' AND o.p_correct >= cfg.thr
+),
+r AS (
+    SELECT t.*, row_number() OVER (PARTITION BY example_id, label_id ORDER BY w DESC, teacher_id) AS rn
+    FROM t
+    WHERE w > 0
 )
 SELECT example_id,
        min(split) AS split,
@@ -36,8 +41,7 @@ SELECT example_id,
        sum(w * score) / sum(w) AS value,
        sum(w * score) AS evidence,
        avg(p_correct) AS weight,
-       first(teacher_id ORDER BY w DESC, teacher_id) AS teacher_id,
+       max(CASE WHEN rn = 1 THEN teacher_id END) AS teacher_id,
        'trust' AS rule
-FROM t
-WHERE w > 0
+FROM r
 GROUP BY example_id, label_id;

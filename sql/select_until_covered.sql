@@ -11,7 +11,7 @@ WITH cfg AS (
            max(value) FILTER (WHERE name = 'confident_threshold') AS conf
     FROM kd.settings
 ),
-c AS MATERIALIZED (SELECT * FROM kd.select_candidates),
+c AS (SELECT * FROM kd.select_candidates),
 firsts AS (
     SELECT c.example_id, c.label_id, c.slice_key, min(c.rank) AS first_rank
     FROM c CROSS JOIN cfg
@@ -28,16 +28,21 @@ reach AS (
     SELECT label_id, slice_key, min(first_rank) AS k
     FROM cum CROSS JOIN cfg WHERE covered >= cfg.n_min
     GROUP BY label_id, slice_key
+),
+sel AS (
+    SELECT c.example_id, c.split, c.label_id, c.teacher_id, c.metric, c.score,
+           row_number() OVER (PARTITION BY c.example_id, c.label_id ORDER BY c.metric DESC, c.teacher_id) AS rn
+    FROM c
+    LEFT JOIN reach AS k ON k.label_id = c.label_id AND k.slice_key IS NOT DISTINCT FROM c.slice_key
+    WHERE k.k IS NULL OR c.rank <= k.k
 )
-SELECT c.example_id,
-       min(c.split) AS split,
-       c.label_id,
-       sum(c.metric * c.score) / sum(c.metric) AS value,
-       sum(c.metric * c.score) AS evidence,
+SELECT example_id,
+       min(split) AS split,
+       label_id,
+       sum(metric * score) / sum(metric) AS value,
+       sum(metric * score) AS evidence,
        1.0 AS weight,
-       first(c.teacher_id ORDER BY c.metric DESC, c.teacher_id) AS teacher_id,
+       max(CASE WHEN rn = 1 THEN teacher_id END) AS teacher_id,
        'until_covered' AS rule
-FROM c
-LEFT JOIN reach AS k ON k.label_id = c.label_id AND k.slice_key IS NOT DISTINCT FROM c.slice_key
-WHERE k.k IS NULL OR c.rank <= k.k
-GROUP BY c.example_id, c.label_id;
+FROM sel
+GROUP BY example_id, label_id;
