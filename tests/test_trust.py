@@ -46,6 +46,7 @@ def tid(store: kdstore.Store, name: str) -> int:
     return int(row[0])
 
 
+@pytest.mark.slow
 def test_per_teacher_learns_the_context(store: kdstore.Store) -> None:
     synthetic(store)
     r = ktrust.fit_trust(store, feature_source="x", params=SMALL, rounds=60)
@@ -73,6 +74,7 @@ def test_per_teacher_learns_the_context(store: kdstore.Store) -> None:
     assert rel == [(240,)]
 
 
+@pytest.mark.slow
 def test_router_and_trust_policy(store: kdstore.Store) -> None:
     x = synthetic(store)
     r = ktrust.fit_trust(store, kind="router", feature_source="x", params=SMALL, rounds=60)
@@ -117,6 +119,7 @@ def test_constant_model_when_too_few_rows(store: kdstore.Store) -> None:
     assert got == [(pytest.approx((k + 1) / (n + 2)),)]
 
 
+@pytest.mark.slow
 def test_out_of_fold_never_sees_its_own_labels(store: kdstore.Store) -> None:
     """A feature that identifies the example (a random id) lets a model memorise the labels in-sample,
     but out of fold it carries nothing: OOF AUC ~ 0.5. Every teacher votes the same class, so the
