@@ -105,6 +105,26 @@ def test_until_covered_hand(store: kdstore.Store) -> None:
     assert targets(store, ksel.select(store, "until_covered").run_id) == got
 
 
+def test_consensus_experts_hand(store: kdstore.Store) -> None:
+    """Label-free: agreement with the other teachers on train + valid, no gold read.
+
+    lfA on a: v0 (1 of 2 others agree), v3 (0 of 1), t1 (1 of 1) -> (3/2 + 1) / (3 + 2) = 1/2
+    lfA2 on a: v0 (1/2), t1 (1), t2 (0) -> 1/2; lfB on b: v0 (0), v3 (0), t2 (0) -> 1/5
+    """
+    fixture_a(store)
+    ksel.install_views(store)
+    rk = {(int(t), int(lab)): (m, int(r)) for t, lab, m, r in store.execute(
+        "SELECT teacher_id, label_id, metric, rank FROM kd.select_consensus_ranking").fetchall()}
+    a, a2, b = tid(store, "lfA"), tid(store, "lfA2"), tid(store, "lfB")
+    assert rk == {(a, 0): (pytest.approx(1 / 2), 1), (a2, 0): (pytest.approx(1 / 2), 2), (b, 1): (pytest.approx(1 / 5), 1)}
+    got = targets(store, ksel.select(store, "consensus_experts").run_id)
+    assert {k: v[0] for k, v in got.items()} == pytest.approx({
+        (10, 0): 1.0, (10, 1): 0.0, (11, 0): 1.0, (11, 1): 0.0, (12, 0): 5 / 7, (12, 1): 2 / 7, (13, 0): 0.0, (13, 1): 1.0})
+    store.run("DELETE FROM kd.gold")  # no gold needed: same targets
+    got2 = targets(store, ksel.select(store, "consensus_experts", task="multiclass").run_id)
+    assert got2 == got
+
+
 def test_trust_policy_hand(store: kdstore.Store) -> None:
     fixture_a(store)
     a, a2, b = tid(store, "lfA"), tid(store, "lfA2"), tid(store, "lfB")
