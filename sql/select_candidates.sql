@@ -1,10 +1,10 @@
--- kd.select_candidates: every train/test output of a qualified teacher, with the teacher's standing
--- for that label under the example's effective slice key.
--- Grain: one row per (teacher, example, label) output on a non-valid example whose teacher is in
--- kd.select_ranking for the label. Effective slice key of an example and label = its slice when a
--- slice-level ranking exists for (label, slice) (setting 'slice_experts' = 1), else NULL (all valid).
--- Valid examples are never candidates: their outputs judged the teachers (gold is mixed in instead).
--- Empty-group rule: none (row level). Oracle: tests/oracles_select.py::candidates.
+-- select_candidates: every train/test output of a ranked teacher, with its standing for the label.
+-- grain: one row per output (teacher x example x label) on a non-valid example whose teacher is in
+--   kd.select_ranking for the label under the example's effective slice key.
+-- empty: none (row level); valid examples are never candidates (they judged the teachers).
+-- rule: effective slice key = the example's slice when kd.select_ranking has rows for (label, slice),
+--   else NULL (the label-level ranking).
+-- oracle: tests/oracles_select.py::candidates
 CREATE OR REPLACE VIEW kd.select_candidates AS
 WITH sliced AS (SELECT DISTINCT label_id, slice_key FROM kd.select_ranking WHERE slice_key IS NOT NULL),
 d AS (

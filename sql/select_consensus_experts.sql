@@ -1,8 +1,9 @@
--- kd.select_consensus_experts: the label-free policy. Experts per label by kd.select_consensus_ranking
+-- select_consensus_experts: the label-free policy: experts per label by kd.select_consensus_ranking
 -- (agreement with the other teachers, no gold); target = metric-weighted average of their scores.
--- Grain: one row per example x label (non-valid examples) where at least one such expert has an output.
--- value / evidence / weight / teacher_id as kd.select_experts.
--- Empty-group rule: no expert output -> no row. Oracle: tests/oracles_select.py::policy.
+-- grain: one row per example x label (non-valid examples) where at least one such expert has an output.
+-- empty: no expert output -> no row.
+-- rule: value / evidence / weight / teacher_id as kd.select_experts.
+-- oracle: tests/oracles_select.py::policy
 CREATE OR REPLACE VIEW kd.select_consensus_experts AS
 WITH c AS (
     SELECT d.example_id, d.split, d.label_id, d.teacher_id, d.score, r.metric,

@@ -1,10 +1,12 @@
--- kd.select_consensus_ranking: label-free judgement of each teacher x label (no gold read).
--- For every positive decision of a teacher on a label at a train or valid example where at least one
--- OTHER teacher has an output on that label, agreement = the share of those other teachers that also
--- decide positive (leave-one-out consensus). metric = (sum of agreements + 1) / (n_eval + 2) (Laplace).
--- qualified = n_eval >= 'min_support'; rank / is_best / is_expert as kd.select_ranking ('expert_margin').
--- Test outputs are never read. Grain: one row per qualified teacher x label.
--- Empty-group rule: n_eval = 0 -> metric 1/2 and not qualified (no row). Oracle: tests/oracles_select.py::consensus_ranking.
+-- select_consensus_ranking: label-free judgement of each teacher x label (no gold is read).
+-- grain: one row per qualified teacher x label.
+-- empty: n_eval = 0 -> not qualified (no row).
+-- rule: for each positive decision of a teacher on a label at a train or valid example where at least
+--   one OTHER teacher has an output on that label, agreement = the share of those others that also
+--   decide positive (leave-one-out consensus); metric = (sum of agreements + 1) / (n_eval + 2)
+--   (Laplace); qualified = n_eval >= 'min_support'; rank / is_best / is_expert as kd.select_ranking.
+--   Test outputs are never read.
+-- oracle: tests/oracles_select.py::consensus_ranking
 CREATE OR REPLACE VIEW kd.select_consensus_ranking AS
 WITH cfg AS (
     SELECT max(value) FILTER (WHERE name = 'min_support') AS min_support,

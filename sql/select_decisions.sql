@@ -1,11 +1,11 @@
--- kd.select_decisions: one row per teacher output (teacher x example x label), every split.
--- positive = the teacher's decision on that label:
---   * multiclass and vote teachers decide one class per example: the argmax of their scores at that
---     example (ties: the smallest label_id) is positive, every other label of theirs negative;
---   * binary / multilabel teachers decide per label: score >= kd.teachers.threshold, else the
---     setting 'threshold'.
--- No output = abstain = no row. Embedding and regression teachers make no decisions (excluded).
--- Empty-group rule: none (row level). Oracle: tests/oracles_select.py::decisions.
+-- select_decisions: every output turned into the teacher's decision on that label.
+-- grain: one row per output (teacher x example x label) of the binary, multiclass, multilabel and
+--   vote teachers, every split (the selection views filter the splits they may read).
+-- empty: an abstain (no output) has no row; embedding and regression teachers have no rows.
+-- rule: multiclass and vote teachers decide one class per example: the argmax of their scores there
+--   (ties: the smallest label_id) is positive, every other label negative; binary and multilabel
+--   teachers: score >= kd.teachers.threshold, else the setting 'threshold'.
+-- oracle: tests/oracles_select.py::decisions
 CREATE OR REPLACE VIEW kd.select_decisions AS
 SELECT o.teacher_id,
        o.example_id,

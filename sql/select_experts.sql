@@ -1,10 +1,11 @@
--- kd.select_experts: every teacher whose metric is within 'expert_margin' of the label's best
--- (kd.select_ranking.is_expert); target = metric-weighted average of their scores.
--- Grain: one row per example x label (non-valid examples) where at least one expert has an output.
--- value = sum(metric * score) / sum(metric) (multilabel target); evidence = sum(metric * score)
--- (multiclass: a metric-weighted vote, normalised per example by kdstore.select); weight = 1;
--- teacher_id = the contributing expert with the highest metric (ties: smallest id).
--- Empty-group rule: no expert output -> no row. Oracle: tests/oracles_select.py::policy.
+-- select_experts: every teacher within 'expert_margin' of the label's best (kd.select_ranking.is_expert);
+-- target = metric-weighted average of their scores.
+-- grain: one row per example x label (non-valid examples) where at least one expert has an output.
+-- empty: no expert output -> no row.
+-- rule: value = sum(metric * score) / sum(metric) (multilabel target); evidence = sum(metric * score)
+--   (multiclass: a metric-weighted vote normalised per example by kdstore.select); weight = 1;
+--   teacher_id = the contributing expert with the highest metric (ties: smallest id).
+-- oracle: tests/oracles_select.py::policy
 CREATE OR REPLACE VIEW kd.select_experts AS
 WITH c AS (
     SELECT example_id, split, label_id, teacher_id, metric, score,

@@ -1,15 +1,13 @@
--- kd.select_metrics: how good each teacher is on each of its labels, judged on the VALID split only.
--- Grain: one row per teacher x label x slice_key, for every (teacher, label) in kd.teacher_labels;
--- slice_key NULL = all valid examples, else one row per non-NULL kd.examples.slice seen in valid.
--- tp/fp count the teacher's positive decisions (kd.select_decisions) against kd.gold (closed world);
--- support = gold positives of the label in the key's valid examples (abstains count as misses, so
--- recall = tp / support); n_out = valid outputs of the teacher on the label.
--- precision_lb = Wilson lower bound of precision, z = the two-sided normal quantile of the setting
--- 'confidence' (Abramowitz-Stegun 26.2.23, |error| < 4.5e-4). metric = the setting 'select_metric':
--- 0 precision_lb, 1 f1, 2 precision, 3 recall. qualified = support >= 'min_support' AND tp > 0 AND
--- recall >= 'min_recall'.
--- Empty-group rule: a ratio with a zero denominator is NULL (not 0); NULL metric -> not qualified.
--- Oracle: tests/oracles_select.py::metrics.
+-- select_metrics: how good each teacher is on each of its labels, judged on the VALID split only.
+-- grain: one row per (teacher, label) of kd.teacher_labels x slice_key; slice_key NULL = all valid
+--   examples, else one row per non-NULL kd.examples.slice seen in valid.
+-- empty: a ratio with a zero denominator is NULL (not 0); a NULL metric is not qualified.
+-- rule: tp/fp count positive decisions (kd.select_decisions) against kd.gold (closed world); support =
+--   gold positives of the label in the key's valid examples (abstains are misses: recall = tp / support);
+--   precision_lb = Wilson lower bound of precision, z = two-sided normal quantile of 'confidence'
+--   (Abramowitz-Stegun 26.2.23, |error| < 4.5e-4); metric = by 'select_metric': 0 precision_lb, 1 f1,
+--   2 precision, 3 recall; qualified = support >= 'min_support' AND tp > 0 AND recall >= 'min_recall'.
+-- oracle: tests/oracles_select.py::metrics
 CREATE OR REPLACE VIEW kd.select_metrics AS
 WITH cfg AS (
     SELECT max(value) FILTER (WHERE name = 'confidence') AS confidence,

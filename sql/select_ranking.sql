@@ -1,9 +1,10 @@
--- kd.select_ranking: the qualified teachers of each label (and slice key), ranked by kd.select_metrics.metric.
--- Grain: one row per qualified teacher x label x slice_key (slice_key NULL = all valid examples).
--- rank = 1, 2, ... by metric descending, ties broken by the smaller teacher_id; is_best = rank 1;
--- is_expert = metric >= best metric - setting 'expert_margin'.
--- A slice-level ranking only exists when the setting 'slice_experts' is 1 (else slice rows are dropped).
--- Empty-group rule: a label with no qualified teacher has no rows. Oracle: tests/oracles_select.py::ranking.
+-- select_ranking: the qualified teachers of each label (and slice key), ranked by kd.select_metrics.metric.
+-- grain: one row per qualified teacher x label x slice_key (slice_key NULL = all valid examples);
+--   slice rows only when the setting 'slice_experts' is 1.
+-- empty: a label with no qualified teacher has no rows.
+-- rule: rank 1, 2, ... by metric descending, ties to the smaller teacher_id; is_best = rank 1;
+--   is_expert = metric >= best metric - 'expert_margin'.
+-- oracle: tests/oracles_select.py::ranking
 CREATE OR REPLACE VIEW kd.select_ranking AS
 WITH cfg AS (
     SELECT max(value) FILTER (WHERE name = 'expert_margin') AS margin,

@@ -1,12 +1,13 @@
--- kd.select_trust: outputs whose trust (kd.trusted_outputs.p_correct) is >= 'trust_threshold';
--- target = trust-weighted average of their scores. Weight of an output w (setting 'trust_weighting'):
--- 0 = p_correct; 1 = log-odds ln(p / (1 - p)); 2 = K-class log-odds ln(p (K - 1) / (1 - p)), K = the
--- teacher's number of labels for multiclass/vote teachers (else 2): the one-coin naive-Bayes vote weight,
--- positive when the teacher beats a uniform guess. p is clipped to 1 - 1e-6; outputs with w <= 0 are dropped.
--- Grain: one row per example x label (non-valid examples) with at least one trusted output.
--- value = sum(w * score) / sum(w); evidence = sum(w * score); weight = mean p_correct of the
--- contributing outputs; teacher_id = the contributing teacher with the largest weight w (ties: smallest id).
--- Empty-group rule: no trusted output -> no row. Oracle: tests/oracles_select.py::policy.
+-- select_trust: outputs whose trust (kd.trusted_outputs.p_correct) is >= 'trust_threshold';
+-- target = trust-weighted average of their scores.
+-- grain: one row per example x label (non-valid examples) with at least one trusted output.
+-- empty: no trusted output -> no row.
+-- rule: weight of an output w by 'trust_weighting': 0 p_correct; 1 log-odds ln(p / (1 - p)); 2 K-class
+--   log-odds ln(p (K - 1) / (1 - p)), K = the teacher's number of labels for multiclass/vote teachers
+--   (else 2), positive when the teacher beats a uniform guess; p clipped to 1 - 1e-6; w <= 0 dropped.
+--   value = sum(w * score) / sum(w); evidence = sum(w * score); weight = mean p_correct of the
+--   contributing outputs; teacher_id = the contributor with the largest w (ties: smallest id).
+-- oracle: tests/oracles_select.py::policy
 CREATE OR REPLACE VIEW kd.select_trust AS
 WITH cfg AS (
     SELECT max(value) FILTER (WHERE name = 'trust_threshold') AS thr,

@@ -1,10 +1,11 @@
--- kd.select_until_covered: per label (and slice key), add teachers best-first (kd.select_ranking.rank)
--- until at least 'min_targets' TRAIN examples have a confident target for the label: a positive
--- decision with score >= 'confident_threshold' from one of the teachers added so far. If the label
--- never gets there, every ranked teacher is used. Targets = metric-weighted average, as kd.select_experts.
--- Grain: one row per example x label (non-valid examples) where a selected teacher has an output.
--- Only train examples are counted, so test outputs never influence the cut.
--- Empty-group rule: a label without a qualified teacher gets no rows. Oracle: tests/oracles_select.py::policy.
+-- select_until_covered: per label (and slice key) add teachers best-first (kd.select_ranking.rank)
+-- until at least 'min_targets' TRAIN examples have a confident target for the label.
+-- grain: one row per example x label (non-valid examples) where a selected teacher has an output.
+-- empty: a label without a qualified teacher gets no rows.
+-- rule: confident = a positive decision with score >= 'confident_threshold' by a teacher added so far;
+--   a label that never gets there uses every ranked teacher; only train examples are counted (test
+--   outputs never influence the cut); targets = metric-weighted average, as kd.select_experts.
+-- oracle: tests/oracles_select.py::policy
 CREATE OR REPLACE VIEW kd.select_until_covered AS
 WITH cfg AS (
     SELECT max(value) FILTER (WHERE name = 'min_targets') AS n_min,

@@ -1,9 +1,11 @@
--- kd.trust_calibration: per teacher, how good its current trust scores are on the VALID split
--- (out-of-fold there). correct as in kd.trust_reliability.
--- Grain: one row per teacher with at least one valid trust row. brier = mean (p_correct - correct)^2;
--- auc = Mann-Whitney rank statistic, (sum of the correct rows' average ranks - n1 (n1 + 1) / 2) / (n1 n0),
--- ties get their average rank. model_id = the largest model id among its rows.
--- Empty-group rule: auc is NULL when all rows are correct or all wrong. Oracle: tests/oracles_select.py::calibration.
+-- trust_calibration: per teacher, how good its current trust scores are on the VALID split
+-- (out-of-fold there).
+-- grain: one row per teacher with at least one valid trust row.
+-- empty: auc is NULL when all rows are correct or all wrong.
+-- rule: correct as in kd.trust_reliability; brier = mean (p_correct - correct)^2; auc = Mann-Whitney
+--   rank statistic (sum of the correct rows' average ranks - n1 (n1 + 1) / 2) / (n1 n0), ties get
+--   their average rank; model_id = the largest model id among its rows.
+-- oracle: tests/oracles_select.py::calibration
 CREATE OR REPLACE VIEW kd.trust_calibration AS
 WITH lab AS (
     SELECT tr.teacher_id, tr.model_id, tr.p_correct,

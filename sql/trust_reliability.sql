@@ -1,9 +1,11 @@
--- kd.trust_reliability: reliability-curve data of the current trust scores on the VALID split
--- (out-of-fold there, so honest). correct = the decision the trust row is about agrees with kd.gold
--- (positive and gold, or negative and not gold; closed world).
--- Grain: one row per teacher x non-empty bin; bin = least(floor(p_correct * B), B - 1), B = setting
--- 'calibration_bins'. Columns: n, mean_p, frac_correct.
--- Empty-group rule: empty bins have no row. Oracle: tests/oracles_select.py::reliability.
+-- trust_reliability: reliability-curve data of the current trust scores on the VALID split
+-- (out-of-fold there, so honest).
+-- grain: one row per teacher x non-empty bin; bin = least(floor(p_correct * B), B - 1), B = the
+--   setting 'calibration_bins'.
+-- empty: empty bins have no row.
+-- rule: correct = the decision the trust row is about agrees with kd.gold (closed world); columns
+--   n, mean_p, frac_correct.
+-- oracle: tests/oracles_select.py::reliability
 CREATE OR REPLACE VIEW kd.trust_reliability AS
 WITH cfg AS (SELECT max(value) FILTER (WHERE name = 'calibration_bins') AS bins FROM kd.settings),
 lab AS (

@@ -1,9 +1,9 @@
--- kd.trusted_outputs: every teacher output with the current trust score of its decision (kd.trust).
--- Grain: one row per kd.outputs row (teacher x example x label), every split.
--- A binary/multilabel teacher's trust rows are per label; a multiclass/vote teacher has one trust row
--- per example (its argmax label: "is its class right?"), which applies to all of its outputs there.
--- p_correct / model_id are NULL when no trust model scored the output.
--- Empty-group rule: none (row level). Oracle: tests/oracles_select.py::trusted_outputs.
+-- trusted_outputs: every teacher output with the current trust score of its decision (kd.trust).
+-- grain: one row per kd.outputs row (teacher x example x label), every split.
+-- empty: p_correct / model_id are NULL when no trust model scored the output.
+-- rule: a binary/multilabel teacher's trust rows are per label; a multiclass/vote teacher has one
+--   trust row per example (its argmax label: is its class right?), applied to all its outputs there.
+-- oracle: tests/oracles_select.py::trusted_outputs
 CREATE OR REPLACE VIEW kd.trusted_outputs AS
 SELECT o.teacher_id, o.example_id, e.split, o.label_id, o.score, tr.p_correct, tr.model_id
 FROM kd.outputs AS o
