@@ -358,24 +358,34 @@ def _folds(data: TrustData, k: int, seed: int) -> np.ndarray:
     return fold
 
 
+#: units featurised at once when scoring the train/test decisions (bounds memory on large stores)
+SCORE_CHUNK = 1 << 18
+
+
 def _fit_group(
-    x: np.ndarray, y: np.ndarray, w: np.ndarray | None, fold: np.ndarray, is_valid: np.ndarray,
-    names: list[str], cats: list[str], params: Mapping[str, Any], rounds: int, min_rows: int, k: int,
-) -> tuple[np.ndarray, _Model]:
-    """OOF predictions for the valid rows, and a final model (fit on all valid rows) for the others."""
-    p = np.full(len(y), np.nan)
+    idx: np.ndarray, featurize: Callable[[np.ndarray], np.ndarray], y: np.ndarray, w: np.ndarray | None,
+    fold: np.ndarray, is_valid: np.ndarray, names: list[str], cats: list[str], params: Mapping[str, Any],
+    rounds: int, min_rows: int, k: int, p: np.ndarray,
+) -> _Model:
+    """Fill ``p[idx]``: OOF predictions on the valid units, then a model fit on all of them scores the rest
+    (featurised in chunks). Returns that final model."""
+    vi = idx[is_valid[idx]]
+    xv, yv, fv = featurize(vi), y[vi], fold[vi]
+    wv = None if w is None else w[vi]
+    pv = np.full(len(vi), np.nan)
     for f in range(k):
-        tr = is_valid & (fold != f)
-        te = is_valid & (fold == f)
+        tr, te = fv != f, fv == f
         if not te.any():
             continue
-        m = _train(x[tr], y[tr], None if w is None else w[tr], names, cats, params, rounds, min_rows)
-        p[te] = m.predict(x[te])
-    final = _train(x[is_valid], y[is_valid], None if w is None else w[is_valid], names, cats, params, rounds, min_rows)
-    rest = ~is_valid
-    if rest.any():
-        p[rest] = final.predict(x[rest])
-    return p, final
+        m = _train(xv[tr], yv[tr], None if wv is None else wv[tr], names, cats, params, rounds, min_rows)
+        pv[te] = m.predict(xv[te])
+    p[vi] = pv
+    final = _train(xv, yv, wv, names, cats, params, rounds, min_rows)
+    rest = idx[~is_valid[idx]]
+    for i in range(0, len(rest), SCORE_CHUNK):
+        chunk = rest[i : i + SCORE_CHUNK]
+        p[chunk] = final.predict(featurize(chunk))
+    return final
 
 
 def fit_trust(
@@ -389,7 +399,7 @@ def fit_trust(
     rounds: int = 100,
     params: Mapping[str, Any] | None = None,
     min_rows: int = 20,
-    other_scores: bool = True,
+    other_scores: bool | None = None,
     use_outputs: bool = True,
     student: pa.Table | None = None,
     feedback_weight: float = 1.0,
@@ -406,7 +416,8 @@ def fit_trust(
         rounds: boosting rounds.
         params: LightGBM parameters overriding :data:`DEFAULT_PARAMS`.
         min_rows: fewer valid units than this (or one class) -> a constant model.
-        other_scores: add every other teacher's score on the unit's label as a feature.
+        other_scores: add every other teacher's score on the unit's label as a feature; None = only while
+            units x teachers <= 2e7 (the effective choice is recorded in the params).
         use_outputs: router only; False = input features and ids only (choose teachers before running them).
         student: feedback: the student's predictions (example_id, label_id, score); adds features and
             up-weights valid units of examples the student gets wrong by ``1 + feedback_weight``.
@@ -432,7 +443,14 @@ def fit_trust(
     if not is_valid.any():
         raise NotFittedError("no valid-split decisions to train trust models on (add valid examples with gold)")
     y = correct(data, t, e, lab).astype(float)
-    x, names = features(data, t, e, lab, other_scores=other_scores, student=stud, threshold=threshold)
+    if other_scores is None:  # every other teacher's score per unit: only while that matrix stays small
+        other_scores = len(t) * len(data.teacher_ids) <= 20_000_000
+    use_other = bool(other_scores)
+
+    def unit_features(i: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        return features(data, t[i], e[i], lab[i], other_scores=use_other, student=stud, threshold=threshold)
+
+    _, names = unit_features(np.zeros(0, dtype=np.int64))
     w = None
     if stud is not None:
         wrong = _student_wrong(data, stud, threshold)
@@ -443,29 +461,27 @@ def fit_trust(
     models: dict[int, _Model] = {}
     model_names: dict[int, list[str]] = {}
     if kind == "per_teacher":
-        cats = ["label_id"]
-        for ti in np.unique(t):
-            rows = t == ti
-            p[rows], models[int(ti)] = _fit_group(
-                x[rows], y[rows], None if w is None else w[rows], fold[rows], is_valid[rows], names, cats,
-                lgb_params, rounds, min_rows, folds,
-            )
+        order = np.argsort(t, kind="stable")
+        bounds = np.searchsorted(t[order], np.unique(t))
+        for ti, rows in zip(np.unique(t), np.split(order, bounds[1:]), strict=True):
+            models[int(ti)] = _fit_group(rows, lambda i: unit_features(i)[0], y, w, fold, is_valid, names,
+                                         ["label_id"], lgb_params, rounds, min_rows, folds, p)
             model_names[int(ti)] = names
     else:
-        if use_outputs:
-            xr, rnames = np.column_stack([x, data.teacher_ids[t].astype(float)]), [*names, "teacher_id"]
-        else:
-            keep = [i for i, n in enumerate(names) if n == "label_id" or n.startswith("x_")]
-            xr = np.column_stack([x[:, keep], data.teacher_ids[t].astype(float)])
-            rnames = [names[i] for i in keep] + ["teacher_id"]
-        p, router = _fit_group(xr, y, w, fold, is_valid, rnames, ["label_id", "teacher_id"], lgb_params, rounds,
-                               min_rows, folds)
-        models[-1] = router
+        keep = list(range(len(names))) if use_outputs else [
+            i for i, n in enumerate(names) if n == "label_id" or n.startswith("x_")]
+        rnames = [names[i] for i in keep] + ["teacher_id"]
+
+        def router_features(i: np.ndarray) -> np.ndarray:
+            return np.column_stack([unit_features(i)[0][:, keep], data.teacher_ids[t[i]].astype(float)])
+
+        models[-1] = _fit_group(np.arange(len(t)), router_features, y, w, fold, is_valid, rnames,
+                                ["label_id", "teacher_id"], lgb_params, rounds, min_rows, folds, p)
         model_names[-1] = rnames
     config = {
         "kind": kind, "feature_source": feature_source, "teachers": list(teachers) if teachers is not None else None,
         "folds": folds, "seed": seed, "rounds": rounds, "params": dict(params or {}), "min_rows": min_rows,
-        "other_scores": other_scores, "use_outputs": use_outputs, "student": student is not None,
+        "other_scores": use_other, "use_outputs": use_outputs, "student": student is not None,
         "feedback_weight": feedback_weight,
     }
     return _write(store, data, config, lgb_params, t, e, lab, y, p, is_valid, models, model_names)
