@@ -369,3 +369,13 @@ def test_cli_select(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert "run 2" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli_main(["select", str(path), "bogus"])
+
+
+def test_preview_reads_without_writing(store: kdstore.Store) -> None:
+    fixture_a(store)
+    got = ksel.preview(store, "best_per_label", split="test").to_pylist()
+    assert [(r["example_id"], r["label_id"], r["target"]) for r in got] == [(20, 0, 0.0), (20, 1, 1.0)]
+    assert store.one("SELECT count(*) FROM kd.targets") == (0,) and store.one("SELECT count(*) FROM kd.runs") == (0,)
+    with pytest.raises(kdstore.SchemaError, match="preview split must be 'train' or 'test'"):
+        ksel.preview(store, "experts", split="valid")
+    assert ksel.infer_task(store) == "multiclass"
