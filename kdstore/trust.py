@@ -14,7 +14,8 @@ Features of a unit (names in the model's params): the teacher's own output (scor
 output, how many decide positive, mean / stddev of their scores, the unit's z-score against them,
 how many fired at all, how many decided another label), optionally every other teacher's score on the
 label (``other_scores``: NaN = abstain), optionally the numeric columns of a registered feature
-source, and, in feedback rounds, the student's score and agreement.
+source, optionally per-(example, label) scores from relations such as label-model posteriors
+(``label_scores``), and, in feedback rounds, the student's score and agreement.
 
 Two kinds of model:
 
@@ -86,6 +87,8 @@ class TrustData:
     gold: np.ndarray
     features: np.ndarray
     feature_names: list[str]
+    label_scores: np.ndarray
+    label_score_names: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +126,11 @@ def _np(tbl: pa.Table, name: str, dtype: Any = None) -> np.ndarray:
     return np.asarray(tbl.column(name).to_numpy(), dtype=dtype)
 
 
-def load(store: Store, *, feature_source: str | None = None, teachers: Sequence[str] | None = None) -> TrustData:
-    """Read decisions, valid gold and (optionally) a feature source into dense arrays."""
+def load(
+    store: Store, *, feature_source: str | None = None, teachers: Sequence[str] | None = None,
+    label_scores: Sequence[str] = (),
+) -> TrustData:
+    """Read decisions, valid gold and (optionally) a feature source and per-label score relations into dense arrays."""
     from kdstore.select import _ensure_views
 
     _ensure_views(store)
@@ -166,7 +172,41 @@ def load(store: Store, *, feature_source: str | None = None, teachers: Sequence[
              np.searchsorted(label_ids, _np(g, "label_id", np.int64))] = True
     # all teachers are loaded even when ``teachers`` is given: the others feed the consensus features
     features, fnames = _load_features(store, feature_source, example_ids)
-    return TrustData(example_ids, split, teacher_ids, multiclass, label_ids, scores, positive, has, gold, features, fnames)
+    ls = np.full((len(label_scores), n_e, n_l), np.nan)
+    for i, rel in enumerate(label_scores):
+        ls[i] = _label_score_matrix(store, rel, example_ids, label_ids)
+    return TrustData(example_ids, split, teacher_ids, multiclass, label_ids, scores, positive, has, gold, features, fnames,
+                     ls, [str(r) for r in label_scores])
+
+
+def _label_score_matrix(store: Store, relation: str, example_ids: np.ndarray, label_ids: np.ndarray) -> np.ndarray:
+    """[E, L] from a relation with example_id, label_id and one numeric score column (e.g. label-model posteriors)."""
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
+    try:
+        table = exp.to_table(relation, dialect="duckdb")
+    except (ParseError, ValueError) as e:
+        raise SchemaError(f"not a relation name: {relation!r}", source="trust") from e
+    rel = table.sql(dialect="duckdb")
+    try:
+        cols = [(str(r[0]), str(r[1])) for r in store.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+    except Exception as e:
+        raise SchemaError(f"cannot read label scores from {relation!r}: {e}", source="trust") from e
+    value = [c for c, t in cols if c not in ("example_id", "label_id") and t in ("FLOAT", "DOUBLE", "REAL")]
+    if {"example_id", "label_id"} - {c for c, _ in cols} or len(value) != 1:
+        raise SchemaError(f"{relation!r} needs columns example_id, label_id and exactly one FLOAT/DOUBLE score, has "
+                          f"{', '.join(c for c, _ in cols)}", source="trust")
+    col = exp.to_identifier(value[0], quoted=True).sql(dialect="duckdb")
+    tbl = _arrow(store, f"SELECT example_id, label_id, CAST({col} AS DOUBLE) AS v FROM {rel}")
+    m = np.full((len(example_ids), len(label_ids)), np.nan)
+    ids, labs = _np(tbl, "example_id", np.int64), _np(tbl, "label_id", np.int64)
+    ei, li = np.searchsorted(example_ids, ids), np.searchsorted(label_ids, labs)
+    ok = (ei < len(example_ids)) & (li < len(label_ids))
+    ok &= example_ids[np.minimum(ei, len(example_ids) - 1)] == ids
+    ok &= label_ids[np.minimum(li, len(label_ids) - 1)] == labs
+    m[ei[ok], li[ok]] = np.asarray(tbl.column("v").to_numpy(zero_copy_only=False), dtype=float)[ok]
+    return m
 
 
 def _load_features(store: Store, source: str | None, example_ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -283,6 +323,9 @@ def features(
     if other_scores:
         blocks.append(others)
         names += [f"t{int(i)}_score" for i in data.teacher_ids[:n_t]]
+    for i, name in enumerate(data.label_score_names):
+        blocks.append(data.label_scores[i, e, lab][:, None])
+        names.append(f"ls_{name}")
     if data.features.shape[1]:
         blocks.append(data.features[e])
         names += [f"x_{n}" for n in data.feature_names]
@@ -403,6 +446,7 @@ def fit_trust(
     use_outputs: bool = True,
     student: pa.Table | None = None,
     feedback_weight: float = 1.0,
+    label_scores: Sequence[str] = (),
 ) -> TrustResult:
     """Fit trust models on the valid split and write ``kd.trust`` (replacing those teachers' rows).
 
@@ -422,6 +466,9 @@ def fit_trust(
         student: feedback: the student's predictions (example_id, label_id, score); adds features and
             up-weights valid units of examples the student gets wrong by ``1 + feedback_weight``.
         feedback_weight: see ``student``.
+        label_scores: relations (e.g. ``kd.label_model_posteriors``) with example_id, label_id and one
+            score column; the score at the unit's example and label becomes a feature. Each must be
+            computed without the test split for the test-split guarantee to hold.
 
     Returns:
         :class:`TrustResult` (the trust run in ``kd.runs``, model ids in ``kd.models``, OOF metrics).
@@ -430,7 +477,7 @@ def fit_trust(
         raise SchemaError(f"trust kind must be one of {KINDS}, got {kind!r}", source="trust")
     if folds < 2:
         raise SchemaError(f"folds must be >= 2, got {folds}", source="trust")
-    data = load(store, feature_source=feature_source, teachers=teachers)
+    data = load(store, feature_source=feature_source, teachers=teachers, label_scores=label_scores)
     threshold = float(store.settings["threshold"])
     stud = _student_matrix(data, student) if student is not None else None
     t, e, lab = units(data)
@@ -483,6 +530,7 @@ def fit_trust(
         "folds": folds, "seed": seed, "rounds": rounds, "params": dict(params or {}), "min_rows": min_rows,
         "other_scores": use_other, "use_outputs": use_outputs, "student": student is not None,
         "feedback_weight": feedback_weight,
+        "label_scores": list(label_scores),
     }
     return _write(store, data, config, lgb_params, t, e, lab, y, p, is_valid, models, model_names)
 
@@ -625,7 +673,7 @@ def refit(store: Store, run_id: int, *, student: pa.Table | None = None) -> Trus
         store, kind=cfg["kind"], feature_source=cfg["feature_source"], teachers=cfg["teachers"], folds=cfg["folds"],
         seed=cfg["seed"], rounds=cfg["rounds"], params=cfg["params"], min_rows=cfg["min_rows"],
         other_scores=cfg["other_scores"], use_outputs=cfg["use_outputs"], student=student,
-        feedback_weight=cfg["feedback_weight"],
+        feedback_weight=cfg["feedback_weight"], label_scores=cfg.get("label_scores", ()),
     )
 
 

@@ -248,6 +248,27 @@ def test_errors(store: kdstore.Store) -> None:
     assert list(r.metrics) == [tid(store, "ctx")]
 
 
+def test_label_scores_feature(store: kdstore.Store) -> None:
+    """A per-(example, label) relation (e.g. label-model posteriors) becomes a feature of each unit."""
+    x = synthetic(store, n_valid=200, n_train=40, n_test=10)
+    ids = np.arange(len(x))
+    # a 'posterior' that says the ctx teacher's vote is right exactly where x > 0
+    votes = dict(store.execute("SELECT o.example_id, o.label_id FROM kd.outputs o JOIN kd.teachers t USING (teacher_id) "
+                               "WHERE t.name = 'ctx' AND o.score = 1").fetchall())
+    post = [(int(i), votes[int(i)], 0.9 if x[i] > 0 else 0.1) for i in ids]
+    store.run("CREATE TABLE lm (example_id BIGINT, label_id INTEGER, posterior DOUBLE)")
+    store.run_many("INSERT INTO lm VALUES (?, ?, ?)", post)
+    r = ktrust.fit_trust(store, label_scores=["lm"], other_scores=False, params=SMALL, rounds=30, teachers=["ctx"])
+    feats = json.loads(store.one("SELECT params FROM kd.models WHERE model_id = ?", [r.model_ids[tid(store, "ctx")]])[0])
+    assert "ls_lm" in feats["features"] and feats["label_scores"] == ["lm"]
+    assert r.metrics[tid(store, "ctx")]["oof_auc"] > 0.9  # learnt from the posterior alone (no feature source)
+    store.run("CREATE TABLE bad (example_id BIGINT, label_id INTEGER)")
+    with pytest.raises(kdstore.SchemaError, match="exactly one FLOAT/DOUBLE score"):
+        ktrust.fit_trust(store, label_scores=["bad"])
+    with pytest.raises(kdstore.SchemaError, match="cannot read label scores"):
+        ktrust.fit_trust(store, label_scores=["kd.nope"])
+
+
 def test_no_valid_split(store: kdstore.Store) -> None:
     store.add_labels(["a", "b"])
     store.add_examples(pa.table({"example_id": [0, 1], "split": ["train", "train"]}))
