@@ -37,6 +37,10 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: the views whose oracles live in tests/oracles.py (other modules' views have their own tests).
+MINE = tuple(v.name for v in sqlfiles.load_views() if v.header["oracle"].startswith("tests/oracles.py::"))
+
+
 @pytest.fixture(scope="module")
 def mstore() -> Iterator[kdstore.Store]:
     """One store for the module; every test example runs inside BEGIN ... ROLLBACK."""
@@ -48,7 +52,7 @@ def check_all_views(store: kdstore.Store, world: World) -> None:
     """Every view of sql/ against its oracle (ranking oracles fed the engine's own values)."""
     metrics = view_rows(store, "label_metrics")
     z_rows = view_rows(store, "consensus_z")
-    for name in sqlfiles.load_views().names():
+    for name in MINE:
         oracle = oracles.ORACLES[name]
         if name in ("label_experts", "labels_without_expert"):
             want = oracle(world, metrics=metrics)
@@ -63,14 +67,22 @@ def check_all_views(store: kdstore.Store, world: World) -> None:
 # meta
 # ---------------------------------------------------------------------------------------------
 def test_every_view_has_an_oracle_and_a_grain() -> None:
-    names = set(sqlfiles.load_views().names())
-    assert names, "no view files found"
-    missing = sorted(names - set(oracles.ORACLES))
-    assert not missing, f"views without an oracle in tests/oracles.py: {missing}"
-    assert names == set(KEYS), f"views without a grain in KEYS: {sorted(names ^ set(KEYS))}"
-    assert names == set(evaluate.VIEWS), f"evaluate.VIEWS out of date: {sorted(names ^ set(evaluate.VIEWS))}"
-    for v in sqlfiles.load_views():
-        assert v.header["oracle"] == f"tests/oracles.py::{v.name}", f"{v.path}: header names oracle {v.header['oracle']!r}"
+    """Every view of sql/ names its oracle (tests/<module>.py::<function>) and that function exists;
+    every view of tests/oracles.py has a grain here and is in evaluate.VIEWS."""
+    import importlib
+
+    views = sqlfiles.load_views()
+    assert len(views), "no view files found"
+    for v in views:
+        m = re.fullmatch(r"tests/(\w+)\.py::(\w+)", v.header["oracle"])
+        assert m, f"{v.path}: header oracle {v.header['oracle']!r} is not tests/<module>.py::<function>"
+        module = importlib.import_module(f"tests.{m.group(1)}")
+        assert callable(getattr(module, m.group(2), None)), f"{v.path}: no oracle {v.header['oracle']}"
+    assert set(MINE) == set(oracles.ORACLES), f"views vs oracles.ORACLES: {sorted(set(MINE) ^ set(oracles.ORACLES))}"
+    for name in MINE:
+        assert views.get(name).header["oracle"] == f"tests/oracles.py::{name}"
+    assert set(MINE) == set(KEYS), f"views without a grain in KEYS: {sorted(set(MINE) ^ set(KEYS))}"
+    assert set(MINE) == set(evaluate.VIEWS), f"evaluate.VIEWS out of date: {sorted(set(MINE) ^ set(evaluate.VIEWS))}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +253,7 @@ def test_equal_scores_have_zero_stddev_and_null_z(mstore: kdstore.Store) -> None
 
 def test_empty_store_and_empty_valid_split(mstore: kdstore.Store) -> None:
     with rolled_back(mstore):
-        for name in sqlfiles.load_views().names():
+        for name in MINE:
             rows = view_rows(mstore, name)
             assert (len(rows) == 1) if name in ("params", "confidence_z") else (rows == []), name
     world = World(labels=["a"], split={1: "train"},
