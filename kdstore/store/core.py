@@ -18,6 +18,8 @@ from kdstore.store.schema import latest_version, migrate, sql_dir
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from kdstore.parquet_io import ExportResult, ImportResult
+
 SCHEMA_VERSION = latest_version()
 
 #: Every parameter the SQL views read, with its default and meaning. New names are added to old
@@ -232,6 +234,19 @@ class Store:
         from kdstore import ingest
 
         return ingest.register_features(self, name, source, **kwargs)
+
+    # -- Parquet round trip (kdstore.parquet_io does the work) -----------------------------------
+    def export_parquet(self, path: str | Path, **kwargs: Any) -> ExportResult:
+        """Write the store as Parquet, one folder per table. See :func:`kdstore.parquet_io.export_parquet`."""
+        from kdstore import parquet_io
+
+        return parquet_io.export_parquet(self, path, **kwargs)
+
+    def import_parquet(self, path: str | Path, **kwargs: Any) -> ImportResult:
+        """Load tables from a Parquet folder in one transaction. See :func:`kdstore.parquet_io.import_parquet`."""
+        from kdstore import parquet_io
+
+        return parquet_io.import_parquet(self, path, **kwargs)
 
     # -- inspection -----------------------------------------------------------------------------
     def info(self) -> StoreInfo:
