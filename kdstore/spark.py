@@ -84,7 +84,6 @@ def local_session(
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.driver.extraJavaOptions", "-Dlog4j.rootLogger=ERROR")
     )
     for k, v in (conf or {}).items():
         builder = builder.config(k, v)
@@ -126,7 +125,8 @@ def contract() -> dict[str, tuple[Column, ...]]:
                 "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
                 "WHERE schema_name = 'kd' AND table_name = ? ORDER BY column_index", [t]
             ).fetchall()
-            out[t] = tuple(Column(str(n), str(ty), _spark_type(str(ty)), bool(nl)) for n, ty, nl in rows)
+            # A view reports every column nullable; the long outputs contract has no NULLs.
+            out[t] = tuple(Column(str(n), str(ty), _spark_type(str(ty)), bool(nl) and t != "outputs") for n, ty, nl in rows)
     return out
 
 
@@ -204,6 +204,7 @@ def register_tables(
     prefix: str = "kd_",
     database: str | None = None,
     format: str | None = None,
+    cache: bool = False,
 ) -> dict[str, str]:
     """Expose kd tables to Spark SQL under the kd contract; returns ``{kd name: Spark name}``.
 
@@ -216,6 +217,8 @@ def register_tables(
             (external, over the given paths; DataFrames are not accepted here) so that permanent
             views can be installed over them.
         format: ``"parquet"`` or ``"delta"`` for path sources (default: detected).
+        cache: cache the temporary views in Spark memory (many queries over small tables, or the
+            EM iterations that read ``outputs`` once per iteration).
 
     Missing columns that the contract allows to be NULL are added; integer and float widths are
     cast to the contract's; other mismatches are a :class:`SchemaError`. Absent optional tables
@@ -257,11 +260,14 @@ def register_tables(
             defaults.join(frames["settings"].select("name"), "name", "left_anti")
         )
     for t, df in frames.items():
+        if cache:
+            df = df.cache()
         df.createOrReplaceTempView(prefix + t)
         names[t] = _name(t, prefix=prefix, database=None)
     if "outputs" not in given:
         sql = _OUTPUTS_FROM_SCORES.format(scores=names["scores"], teacher_labels=names["teacher_labels"])
-        spark.sql(sql).createOrReplaceTempView(prefix + "outputs")
+        derived = spark.sql(sql)
+        (derived.cache() if cache else derived).createOrReplaceTempView(prefix + "outputs")
         names["outputs"] = _name("outputs", prefix=prefix, database=None)
     return names
 
