@@ -420,19 +420,19 @@ def install_views(
         need: set[str] = set()
         stack = list(views)
         while stack:
-            v = stack.pop()
-            if v in need or v not in by_name:
+            name = stack.pop()
+            if name in need or name not in by_name:
                 continue
-            need.add(v)
-            stack.extend(by_name[v].depends_on)
+            need.add(name)
+            stack.extend(by_name[name].depends_on)
         allv = [v for v in allv if v.name in need]
     installed = []
-    for v in allv:
+    for view in allv:
         try:
-            spark.sql(v.sql)
+            spark.sql(view.sql)
         except Exception as e:
-            raise ViewExecutionError(_first_line(e), view=v.name, sql=v.sql) from e
-        installed.append(_name(v.name, prefix=prefix, database=database if permanent else None))
+            raise ViewExecutionError(_first_line(e), view=view.name, sql=view.sql) from e
+        installed.append(_name(view.name, prefix=prefix, database=database if permanent else None))
     return installed
 
 
