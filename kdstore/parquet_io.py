@@ -281,8 +281,10 @@ def import_parquet(
         path: the folder with one sub-folder of Parquet files per table.
         tables: which tables to load (default: every ``kd`` table found in the folder; the derived
             ``outputs`` folder is skipped, load ``scores``).
-        mode: ``"replace"`` (a loaded table's rows replace all its rows) or ``"append"``.
-            ``settings`` are always updated by name.
+        mode: ``"replace"`` (a loaded table's rows replace all its rows), ``"append"``, or
+            ``"upsert"`` (rows whose key is in the files are replaced, e.g. the scores of the
+            teachers a Spark run computed; tables without a key refuse it). ``settings`` are
+            always updated by name.
         features: also load the feature sources listed in the manifest (copied into the store,
             replacing sources of the same name); default: when ``tables`` is None.
 
@@ -297,8 +299,8 @@ def import_parquet(
     ...         b.import_parquet(d + "/x", tables=["labels"]).rows
     {'labels': 2}
     """
-    if mode not in ("replace", "append"):
-        raise SchemaError(f"mode must be 'replace' or 'append', got {mode!r}", source=str(path))
+    if mode not in ("replace", "append", "upsert"):
+        raise SchemaError(f"mode must be 'replace', 'append' or 'upsert', got {mode!r}", source=str(path))
     root = Path(path)
     if not root.is_dir():
         raise SchemaError("no such folder", source=str(root))
@@ -376,9 +378,12 @@ def _load_table(store: Store, folder: Path, table: str, mode: str) -> int:
             bad = store.one(f"SELECT count(*) FROM {read} WHERE {_ident(name)} IS NULL")
             if bad and bad[0]:
                 raise SchemaError(f"{bad[0]} null values in a NOT NULL column", source=src, column=name)
+    upsert_key = _UPSERT.get(table) or (KEYS[table][0] if mode == "upsert" and table in KEYS else None)
+    if mode == "upsert" and upsert_key is None:
+        raise SchemaError(f"kd.{table} has no key to upsert by; use mode='append' or 'replace'", source=src)
     try:
-        if table in _UPSERT:
-            key = " AND ".join(f"t.{_ident(k)} = s.{_ident(k)}" for k in _UPSERT[table])
+        if upsert_key is not None:
+            key = " AND ".join(f"t.{_ident(k)} = s.{_ident(k)}" for k in upsert_key)
             store.run(f"DELETE FROM {target} t WHERE EXISTS (SELECT 1 FROM {read} s WHERE {key})")
         elif mode == "replace":
             store.run(f"DELETE FROM {target}")

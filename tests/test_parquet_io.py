@@ -205,3 +205,21 @@ def test_settings_are_updated_by_name(tmp_path: Path) -> None:
         b.import_parquet(tmp_path / "s")
         assert b.settings["z_threshold"] == 3.5
         assert b.settings["threshold"] == 0.9  # not in the file: kept
+
+
+def test_upsert_replaces_rows_by_key(tmp_path: Path) -> None:
+    with kdstore.connect() as s:
+        smallstore.build(s, n=60)
+        scores = s.query("SELECT * FROM kd.scores WHERE teacher_id = 0 ORDER BY example_id")
+        doubled = scores.set_column(2, "scores", pa.array([[v[0] / 2] for v in scores.column("scores").to_pylist()],
+                                                          pa.list_(pa.float32())))
+        _spark_like(tmp_path / "u" / "scores", doubled.slice(0, 10))
+        n_before = s.one("SELECT count(*) FROM kd.scores")
+        s.import_parquet(tmp_path / "u", mode="upsert")
+        assert s.one("SELECT count(*) FROM kd.scores") == n_before
+        got = s.query("SELECT * FROM kd.scores WHERE teacher_id = 0 ORDER BY example_id")
+        assert got.slice(0, 10).column("scores").to_pylist() == doubled.slice(0, 10).column("scores").to_pylist()
+        assert got.slice(10).equals(scores.slice(10))
+        _spark_like(tmp_path / "t" / "targets", _targets(s, 5))
+        with pytest.raises(kdstore.SchemaError, match="no key to upsert by"):
+            s.import_parquet(tmp_path / "t", mode="upsert")
