@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -436,6 +436,183 @@ def install_views(
     return installed
 
 
+# ---------------------------------------------------------------------------------------------
+# ONNX teachers with mapInArrow
+# ---------------------------------------------------------------------------------------------
+#: Spark schema of :func:`run_onnx_teacher`'s result: the ``scores`` contract plus the embedding.
+TEACHER_OUTPUT_SCHEMA = "teacher_id int, example_id bigint, scores array<float>, vector array<float>"
+_DUCK_NAMES = {
+    "float": "FLOAT", "double": "DOUBLE", "tinyint": "TINYINT", "smallint": "SMALLINT", "int": "INTEGER",
+    "bigint": "BIGINT", "boolean": "BOOLEAN", "string": "VARCHAR",
+}
+#: One ONNX Runtime session per (model, threads) per Python worker, reused across tasks.
+_SESSIONS: dict[tuple[str, int], Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _InferSpec:
+    """Everything an executor needs to rebuild the teacher and run it (pickled once per task)."""
+
+    key: str
+    teacher_id: int
+    name: str
+    labels: tuple[Any, ...]
+    output_type: str
+    output: str | None
+    embedding: str | None
+    inputs: dict[str, Any] | None
+    scores: str
+    bindings: tuple[Any, ...]
+    threads: int
+    tolerance: float
+
+
+def _duck_type(spark_type: str) -> str:
+    """The DuckDB type name of a Spark column type, for :func:`kdstore.teachers.spec.feature_column`."""
+    t = spark_type.lower()
+    if t.startswith("array<"):
+        return _duck_type(t[6:-1]) + "[]"
+    if t.startswith("decimal"):
+        return t.upper()
+    return _DUCK_NAMES.get(t, t.upper())
+
+
+def _worker_session(spec: _InferSpec, model: Any) -> Any:
+    """This worker's session for the model (built on first use from the broadcast bytes)."""
+    import tempfile
+
+    from kdstore.teachers.onnx import OnnxTeacher
+
+    cache_key = (spec.key, spec.threads)
+    session = _SESSIONS.get(cache_key)
+    if session is None:
+        path = Path(tempfile.gettempdir()) / f"kdstore-teacher-{spec.key[:24]}.onnx"
+        if not path.exists():
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(model.value)
+            os.replace(tmp, path)  # atomic: concurrent workers see a whole file
+        teacher = OnnxTeacher(
+            path, name=spec.name, labels=spec.labels, output_type=spec.output_type, output=spec.output,
+            embedding=spec.embedding, inputs=spec.inputs, scores=spec.scores,
+        )
+        session = teacher.open(threads=spec.threads)
+        _SESSIONS[cache_key] = session
+    return session
+
+
+def _infer_batches(batches: Iterator[pa.RecordBatch], *, spec: _InferSpec, model: Any) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: features -> (teacher_id, example_id, scores, vector) with kdstore's conversions."""
+    import numpy as np
+    import pyarrow as pa
+
+    from kdstore.teachers.spec import as_rows, build_feed, convert_scores
+
+    session = _worker_session(spec, model)
+    schema = pa.schema([("teacher_id", pa.int32()), ("example_id", pa.int64()),
+                        ("scores", pa.list_(pa.float32())), ("vector", pa.list_(pa.float32()))])
+    for batch in batches:
+        n = batch.num_rows
+        if n == 0:
+            continue
+        ids = np.asarray(batch.column("example_id").to_numpy(zero_copy_only=False), dtype=np.int64)
+        feeds = {b.spec.name: build_feed(b, batch, spec.name) for b in spec.bindings}
+        out = session.run(feeds)
+        cols: dict[str, pa.Array] = {}
+        for col, tensor in (("scores", session.score_output), ("vector", session.embedding_output)):
+            if tensor is None:
+                cols[col] = pa.nulls(n, pa.list_(pa.float32()))
+                continue
+            if col == "scores":
+                mat = convert_scores(out[tensor], teacher=spec.name, output=tensor, output_type=spec.output_type,
+                                     n_labels=len(spec.labels), mode=spec.scores, ids=ids, tolerance=spec.tolerance)
+            else:
+                mat = as_rows(out[tensor], n, spec.name, tensor, ids)
+            mat = np.ascontiguousarray(mat, dtype=np.float32)
+            width = mat.shape[1]
+            offsets = pa.array(np.arange(n + 1, dtype=np.int32) * width)
+            cols[col] = pa.ListArray.from_arrays(offsets, pa.array(mat.reshape(-1)))
+        yield pa.RecordBatch.from_arrays(
+            [pa.array(np.full(n, spec.teacher_id, np.int32)), pa.array(ids), cols["scores"], cols["vector"]],
+            schema=schema,
+        )
+
+
+def run_onnx_teacher(
+    spark: SparkSession,
+    teacher: Any,
+    features: DataFrame,
+    *,
+    teacher_id: int,
+    threads: int = 1,
+    tolerance: float = 1e-3,
+) -> DataFrame:
+    """Run an :class:`~kdstore.teachers.onnx.OnnxTeacher` over a feature DataFrame on Spark.
+
+    Args:
+        teacher: the ONNX teacher (as registered in the store: same labels, output type, output
+            tensor, input mapping, scores mode).
+        features: a DataFrame with ``example_id`` and the teacher's feature columns (the same
+            columns as the local feature source; bound by the same rules).
+        teacher_id: the id the store gave the teacher (``kd.teachers.teacher_id``).
+        threads: ONNX Runtime intra-op threads per task (match ``spark.task.cpus``).
+        tolerance: how far a multiclass probability row may sum from 1 (the store's
+            ``multiclass_tolerance`` setting).
+
+    Returns a lazy DataFrame ``(teacher_id, example_id, scores array<float>, vector array<float>)``:
+    ``scores`` in the ``kd.scores`` contract (NULL for an embedding teacher), ``vector`` the
+    embedding when the teacher has one. The model bytes are broadcast once; each Python worker
+    keeps one ONNX Runtime session per model. Bad outputs (NaN, wrong shape, probabilities outside
+    [0, 1]) fail the Spark job with kdstore's :class:`~kdstore.errors.TeacherError` message.
+    """
+    from pyspark.sql import functions as F
+
+    from kdstore.teachers.spec import bind_inputs, feature_column
+
+    fields = {f.name: f.dataType.simpleString() for f in features.schema.fields}
+    if "example_id" not in fields:
+        raise SchemaError("the feature DataFrame has no example_id column", source=f"teacher {teacher.name!r}")
+    columns = [feature_column(name, _duck_type(t)) for name, t in fields.items()]
+    lists = [c.name for c in columns if c.kind == "list" and c.length is None]
+    lengths: dict[str, int | None] = {}
+    if lists:
+        row = features.agg(*[x for c in lists for x in (F.min(F.size(c)), F.max(F.size(c)))]).collect()[0]
+        for i, c in enumerate(lists):
+            lo, hi = row[2 * i], row[2 * i + 1]
+            lengths[c] = int(lo) if lo is not None and lo == hi else None
+    bindings = bind_inputs(teacher.name, teacher.signature(), columns, "Spark DataFrame", teacher.input_map,
+                           lengths.get)
+    model_bytes = teacher.checked().model.SerializeToString()
+    import hashlib
+
+    spec = _InferSpec(
+        key=hashlib.sha256(model_bytes).hexdigest(), teacher_id=int(teacher_id), name=teacher.name,
+        labels=tuple(teacher.labels), output_type=teacher.output_type,
+        output=teacher.output, embedding=teacher.embedding, inputs=teacher.input_map, scores=teacher.scores,
+        bindings=tuple(bindings), threads=int(threads), tolerance=float(tolerance),
+    )
+    model = spark.sparkContext.broadcast(model_bytes)
+    needed = ["example_id", *dict.fromkeys(c for b in bindings for c in b.columns)]
+    return features.select(*[F.col(f"`{c}`") for c in needed]).mapInArrow(
+        functools.partial(_infer_batches, spec=spec, model=model), TEACHER_OUTPUT_SCHEMA
+    )
+
+
+def write_outputs(df: DataFrame, path: str | Path, *, mode: str = "overwrite") -> None:
+    """Write :func:`run_onnx_teacher` results as ``<path>/scores`` and ``<path>/embeddings`` (store contract).
+
+    Bring them home with ``store.import_parquet(path, tables=["scores", "embeddings"], mode="upsert")``.
+    """
+    from pyspark import StorageLevel
+
+    out = Path(path)
+    df = df.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        df.where("scores IS NOT NULL").select("teacher_id", "example_id", "scores").write.mode(mode).parquet(str(out / "scores"))
+        df.where("vector IS NOT NULL").select("teacher_id", "example_id", "vector").write.mode(mode).parquet(str(out / "embeddings"))
+    finally:
+        df.unpersist()
+
+
 def _first_line(e: BaseException) -> str:
     return next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
 
@@ -452,6 +629,8 @@ __all__ = [
     "install_views",
     "local_session",
     "register_tables",
+    "run_onnx_teacher",
     "spark_views",
     "to_arrow",
+    "write_outputs",
 ]
