@@ -107,9 +107,6 @@ def run_size(n_examples: int, args: argparse.Namespace, spark: Any, work: Path) 
         store.run("SET memory_limit = '6GB'")
         store.run("SET threads = 2")
         store.run("SET enable_progress_bar = false")
-        from kdstore import sqlfiles
-
-        sqlfiles.install(store)
         duck_z = work / f"duck_z_{n_examples}"
 
         def duck_metrics() -> Any:
