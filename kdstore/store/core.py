@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from kdstore.parquet_io import ExportResult, ImportResult
+    from kdstore.student.registry import Models
+    from kdstore.teachers import RunReport, Teacher, TeacherRegistry
 
 SCHEMA_VERSION = latest_version()
 
@@ -113,6 +115,7 @@ class Store:
         self.trace = trace
         self.settings = Settings(self)
         self._tx_depth = 0
+        self._models: Models | None = None
 
     # -- plumbing -------------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
@@ -250,6 +253,54 @@ class Store:
 
         return parquet_io.import_parquet(self, path, **kwargs)
 
+    # -- teachers (kdstore.teachers does the work) ------------------------------------------------
+    @property
+    def teachers(self) -> TeacherRegistry:
+        """The registered teachers: ``list``, ``get``, ``add``, ``compatible``. See :mod:`kdstore.teachers`."""
+        from kdstore.teachers.registry import TeacherRegistry
+
+        return TeacherRegistry(self)
+
+    def run_teachers(self, teachers: Sequence[Teacher | str] | str | None = None, **kwargs: Any) -> RunReport:
+        """Run teachers over a feature source. See :func:`kdstore.teachers.run_teachers`."""
+        from kdstore.teachers.run import run_teachers
+
+        return run_teachers(self, teachers, **kwargs)
+
+    # -- students (kdstore.student does the work) -----------------------------------------------
+    @property
+    def models(self) -> Models:
+        """The student registry (``kd.models``): ``store.models.load(id_or_name)``, ``.list()``, ``.export()``."""
+        if self._models is None:
+            from kdstore.student.registry import Models
+
+            self._models = Models(self)
+        return self._models
+
+    def train_student(self, run_id: int | None = None, **kwargs: Any) -> int:
+        """Train, export and register a student; returns its model_id. See :func:`kdstore.student.pipeline.train_student`."""
+        from kdstore.student.pipeline import train_student
+
+        return train_student(self, run_id, **kwargs)
+
+    def predict(self, model: int | str | Any, features: Any = None, **kwargs: Any) -> pa.Table:
+        """A student's predictions as Arrow: ``features`` = None (the model's own source), a feature
+        source name, ``Embeddings(teacher)``, or in-memory data. See :mod:`kdstore.student.serve`."""
+        from kdstore.student import serve
+        from kdstore.student.features import Embeddings
+
+        m = self.models.load(model)
+        if features is None or isinstance(features, (str, Embeddings)):
+            return serve.predict_store(self, m, features, **kwargs)
+        return serve.predict_table(m, features, **kwargs)
+
+    def enable_sql_functions(self) -> None:
+        """Register ``kd_predict``, ``kd_predict_label`` and ``kd_embed`` on this connection (done on
+        connect when the store holds a student). See :mod:`kdstore.student.serve`."""
+        from kdstore.student.serve import register_sql_functions
+
+        register_sql_functions(self)
+
     # -- inspection -----------------------------------------------------------------------------
     def info(self) -> StoreInfo:
         """Counts per table, splits, labels, teachers and feature sources."""
@@ -343,7 +394,10 @@ def connect(
     except BaseException:
         con.close()
         raise
-    return Store(con, path, read_only=read_only, trace=trace)
+    store = Store(con, path, read_only=read_only, trace=trace)
+    if con.execute("SELECT count(*) FROM kd.models WHERE kind = 'student'").fetchall()[0][0]:
+        store.enable_sql_functions()
+    return store
 
 
 def _add_missing_settings(con: duckdb.DuckDBPyConnection) -> None:
