@@ -19,6 +19,7 @@ from kdstore.store.schema import latest_version, migrate, sql_dir
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from kdstore.parquet_io import ExportResult, ImportResult
     from kdstore.student.registry import Models
     from kdstore.teachers import RunReport, Teacher, TeacherRegistry
 
@@ -261,6 +262,19 @@ class Store:
         from kdstore import trust
 
         return trust.fit_trust(self, **kwargs)
+
+    # -- Parquet round trip (kdstore.parquet_io does the work) -----------------------------------
+    def export_parquet(self, path: str | Path, **kwargs: Any) -> ExportResult:
+        """Write the store as Parquet, one folder per table. See :func:`kdstore.parquet_io.export_parquet`."""
+        from kdstore import parquet_io
+
+        return parquet_io.export_parquet(self, path, **kwargs)
+
+    def import_parquet(self, path: str | Path, **kwargs: Any) -> ImportResult:
+        """Load tables from a Parquet folder in one transaction. See :func:`kdstore.parquet_io.import_parquet`."""
+        from kdstore import parquet_io
+
+        return parquet_io.import_parquet(self, path, **kwargs)
 
     # -- teachers (kdstore.teachers does the work) ------------------------------------------------
     @property
