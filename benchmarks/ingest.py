@@ -172,6 +172,18 @@ def run(variants: list[str], folder: Path, n_teachers: int, n_examples: int, n_l
     return out
 
 
+def _hwm_mb() -> float:
+    """This process's peak RSS. VmHWM, not getrusage: after fork + exec, ru_maxrss still carries the
+    parent's peak (Linux keeps it across exec), which would charge the interleaved run to the child."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
 def _rss_child(args: argparse.Namespace) -> dict[str, Any]:
     """kdstore_wide_list alone in a fresh process: its peak RSS (and a second, non-interleaved timing)."""
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
@@ -234,7 +246,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.rss_only:
         r = run(["kdstore_wide_list"], Path(args.dir), args.teachers, args.examples, args.labels)["kdstore_wide_list"]
-        print(json.dumps({**r, "peak_rss_mb": round(peak_rss_mb(), 1)}))
+        print(json.dumps({**r, "peak_rss_mb": round(_hwm_mb(), 1)}))
         return
     import duckdb
 
