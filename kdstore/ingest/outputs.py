@@ -501,7 +501,8 @@ def _list_matrix(
         raise SchemaError(f"list elements must be numeric, got {et}", source=src.name, column=name)
     mat = floats(flat, src, name, np.float32 if pa.types.is_float32(et) else np.float64).reshape(len(arr), width)
     valid = ~null_mask(flat).reshape(len(arr), width) if flat.null_count else None
-    reusable = arr if pa.types.is_float32(et) and not pa.types.is_list_view(typ) else None
+    # the scores as fixed-size lists over the same buffer (zero-copy): cheaper for DuckDB to insert
+    reusable = pa.FixedSizeListArray.from_arrays(flat, width) if pa.types.is_float32(et) else None
     return mat, valid, reusable
 
 
