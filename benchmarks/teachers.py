@@ -95,20 +95,20 @@ def time_read(path: Path, source: str, batch: int) -> float:
         return time.perf_counter() - t
 
 
-def pure_ort(teachers: list[OnnxTeacher], x: np.ndarray, batch: int, workers: int, threads: int) -> float:
-    """Seconds to run every teacher over every row of in-memory ``x`` (same sessions/chunking as run_teachers)."""
+def pure_ort(teachers: list[OnnxTeacher], x: np.ndarray, batch: int, workers: int, threads: int) -> tuple[float, float]:
+    """(wall, CPU) seconds to run every teacher over every in-memory row (run_teachers' sessions and chunking)."""
     sessions = [t.open(threads=threads) for t in teachers]
     for s in sessions:
         s.run({"x": x[:CHUNK_ROWS]})
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(s.run, {"x": x[lo:lo + batch]}) for lo in range(0, len(x), batch) for s in sessions]
         for f in futures:
             f.result()
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     for s in sessions:
         s.close()
-    return dt
+    return dt, dc
 
 
 def _session(teacher: OnnxTeacher, threads: int) -> Any:
@@ -188,10 +188,10 @@ def main() -> None:
 
         workers = min(cores, T)
         threads = max(1, cores // workers)
-        pure_cfg = pure_ort(teachers, x, args.batch, workers, threads)
+        pure_cfg, pure_cpu = pure_ort(teachers, x, args.batch, workers, threads)
         gc.collect()
         quarter = max(1, T // 4)  # the variant runs a quarter of the teachers, scaled up (saves minutes)
-        pure_1s = pure_ort(teachers[:quarter], x, args.batch, 1, cores) * T / quarter
+        pure_1s = pure_ort(teachers[:quarter], x, args.batch, 1, cores)[0] * T / quarter
         pure = min(pure_cfg, pure_1s)
         print(f"pure ORT: {workers}x{threads} {pure_cfg:.1f} s, 1x{cores} {pure_1s:.1f} s", flush=True)
 
@@ -202,9 +202,9 @@ def main() -> None:
 
         gc.collect()
         with kdstore.connect(db) as store:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             report = store.run_teachers(teachers, features=layout, batch_size=args.batch, progress=False)
-            e2e = time.perf_counter() - t
+            e2e, e2e_cpu = time.perf_counter() - t, time.process_time() - c
             stored_rows = int(store.one("SELECT count(*) FROM kd.scores")[0])  # type: ignore[index]
             # spot check: stored outputs equal the model's for a few rows
             probe = store.query(
@@ -235,12 +235,15 @@ def main() -> None:
             "gemm_gflops": gemm / 1e9,
             "pure_ort_seconds": {"configured": pure_cfg, "one_session_all_threads": pure_1s, "floor": pure},
             "end_to_end_seconds": e2e, "incremental_rerun_seconds": rerun,
+            "cpu_seconds": {"pure_ort_configured": pure_cpu, "end_to_end": e2e_cpu},
             "per_row_loop_rows_per_s": loop_rate, "per_row_loop_rows_per_s_by_threads": loop_rates, "per_row_loop_extrapolated_seconds": loop_s,
             "per_row_pipeline_rows_per_s": pipe_rate, "per_row_pipeline_extrapolated_seconds": pipe_s,
             "teacher_rows_per_s": {"pure_ort": work_rows / pure, "end_to_end": work_rows / e2e, "per_row_loop": loop_rate,
                                    "per_row_pipeline": pipe_rate},
             "achieved_gflops": {"pure_ort": work_rows * fpr / pure / 1e9, "end_to_end": work_rows * fpr / e2e / 1e9},
             "ratios": {"end_to_end_vs_pure": pure / e2e, "end_to_end_vs_loop": loop_s / e2e,
+                       "end_to_end_vs_same_config_pure": pure_cfg / e2e,
+                       "cpu_time_pure_over_end_to_end": pure_cpu / e2e_cpu,
                        "end_to_end_vs_pipeline": pipe_s / e2e,
                        "pure_vs_gemm": work_rows * fpr / pure / gemm, "end_to_end_vs_gemm": work_rows * fpr / e2e / gemm},
             "targets": {"end_to_end_vs_pure": 0.70, "end_to_end_vs_loop": 100.0},
@@ -267,7 +270,9 @@ sessions x {report.threads} intra-op thread(s). One run; ratios compare numbers 
 
 | target | measured | met |
 |---|---:|:---:|
-| end-to-end >= 70% of pure inference (best pure config) | {r['end_to_end_vs_pure']:.0%} | {'yes' if r['end_to_end_vs_pure'] >= 0.7 else 'NO'} |
+| end-to-end >= 70% of pure inference (best pure config, wall clock) | {r['end_to_end_vs_pure']:.0%} | {'yes' if r['end_to_end_vs_pure'] >= 0.7 else 'NO'} |
+| same, against the pure run with run_teachers' own config ({workers}x{threads}) | {r['end_to_end_vs_same_config_pure']:.0%} | {'yes' if r['end_to_end_vs_same_config_pure'] >= 0.7 else 'NO'} |
+| same, in CPU seconds (pure {pure_cpu:.0f} s / end-to-end {e2e_cpu:.0f} s; less sensitive to other jobs) | {r['cpu_time_pure_over_end_to_end']:.0%} | {'yes' if r['cpu_time_pure_over_end_to_end'] >= 0.7 else 'NO'} |
 | end-to-end >= 100x the per-row loop (session.run per row) | {r['end_to_end_vs_loop']:,.1f}x | {'yes' if r['end_to_end_vs_loop'] >= 100 else 'NO'} |
 | end-to-end >= 100x the per-row pipeline (read, run, insert per row) | {r['end_to_end_vs_pipeline']:,.0f}x | {'yes' if r['end_to_end_vs_pipeline'] >= 100 else 'NO'} |
 | achieved FLOP/s vs NumPy GEMM | pure {r['pure_vs_gemm']:.0%}, end-to-end {r['end_to_end_vs_gemm']:.0%} | (reported) |
