@@ -31,6 +31,10 @@ DEFAULT_SETTINGS: dict[str, tuple[float, str]] = {
     "expert_margin": (0.05, "teachers within this margin of the best metric are experts too"),
     "z_threshold": (2.0, "consensus z-score above which an output stands out"),
     "multiclass_tolerance": (1e-3, "how far a multiclass probability row may sum from 1"),
+    "label_model_max_iter": (100.0, "label model (Dawid-Skene EM): maximum EM iterations"),
+    "label_model_tol": (1e-6, "label model: stop when no parameter (confusion entry, class prior) moves more than this"),
+    "label_model_smoothing": (0.1, "label model: Dirichlet pseudo-count added to every symbol of every confusion row"),
+    "label_model_prior_smoothing": (1.0, "label model: Dirichlet pseudo-count added to every class of the class prior"),
 }
 
 
@@ -234,6 +238,13 @@ class Store:
         from kdstore import ingest
 
         return ingest.register_features(self, name, source, **kwargs)
+
+    # -- label-free evaluation (kdstore.labelmodel does the work) -------------------------------
+    def fit_label_model(self, **kwargs: Any) -> Any:
+        """Fit a Dawid–Skene label model by EM in SQL. See :func:`kdstore.labelmodel.fit_label_model`."""
+        from kdstore import labelmodel
+
+        return labelmodel.fit_label_model(self, **kwargs)
 
     # -- inspection -----------------------------------------------------------------------------
     def info(self) -> StoreInfo:
