@@ -339,8 +339,10 @@ def fit_label_model(
 
 
 def _m_step(r: _Runner, model: str, abstain: str, class_prior: str) -> None:
-    r.run("mstep_counts")
-    r.run("mstep_mass")
+    # the one-coin model needs one number per teacher, not the teacher x class x symbol counts
+    r.run("mstep_one_coin_counts" if model == "one_coin" else "mstep_counts")
+    if abstain != "ignore" or class_prior == "fit":
+        r.run("mstep_mass")
     if abstain != "ignore":
         r.run("mstep_abstain")
     if class_prior == "fit":
