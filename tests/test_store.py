@@ -39,15 +39,21 @@ def test_newer_store_is_refused(tmp_path: Path) -> None:
     _bump_version(path, core.SCHEMA_VERSION + 1)
     with pytest.raises(StoreVersionError, match=r"newer than this kdstore.*upgrade kdstore"):
         kdstore.connect(path)
-    with pytest.raises(StoreVersionError, match=r"schema version 2.*upgrade kdstore"):
+    with pytest.raises(StoreVersionError, match=rf"schema version {core.SCHEMA_VERSION + 1}.*upgrade kdstore"):
         kdstore.connect(path, read_only=True)
 
 
+NEXT = core.SCHEMA_VERSION + 1  # the version a fake extra migration gets
+MORE = f"{NEXT:03d}_more.sql"
+
+
 def _fake_sql_dir(tmp_path: Path, migration: str) -> Path:
+    """The real migrations plus one more, ``MORE``."""
     root = tmp_path / "sql"
     (root / "schema").mkdir(parents=True)
-    shutil.copy(schema.sql_dir() / "schema" / "001_init.sql", root / "schema" / "001_init.sql")
-    (root / "schema" / "002_more.sql").write_text(migration)
+    for _, ddl in schema.migrations():
+        shutil.copy(ddl, root / "schema" / ddl.name)
+    (root / "schema" / MORE).write_text(migration)
     return root
 
 
@@ -57,11 +63,11 @@ def test_older_store_is_migrated_in_one_transaction(tmp_path: Path, monkeypatch:
         store.add_labels(["kept"])
     root = _fake_sql_dir(tmp_path, "CREATE TABLE kd.extra (x INTEGER);\nALTER TABLE kd.labels ADD COLUMN color VARCHAR;\n")
     monkeypatch.setattr(schema, "sql_dir", lambda: root)
-    assert schema.latest_version() == 2
+    assert schema.latest_version() == NEXT
     with pytest.raises(StoreVersionError, match="open it once read-write to migrate"):
         kdstore.connect(path, read_only=True)  # read-only never migrates
     with kdstore.connect(path) as store:
-        assert store.one("SELECT value FROM kd.meta WHERE key = 'schema_version'") == ("2",)
+        assert store.one("SELECT value FROM kd.meta WHERE key = 'schema_version'") == (str(NEXT),)
         assert store.one("SELECT count(*) FROM kd.extra") == (0,)
         assert store.one("SELECT name, color FROM kd.labels") == ("kept", None)
 
@@ -74,7 +80,7 @@ def test_failed_migration_leaves_the_old_version(tmp_path: Path, monkeypatch: py
     root = _fake_sql_dir(tmp_path, "CREATE TABLE kd.extra (x INTEGER);\nSELECT * FROM kd.no_such_table;\n")
     with monkeypatch.context() as m:
         m.setattr(schema, "sql_dir", lambda: root)
-        with pytest.raises(StoreVersionError, match=r"migration 002_more.sql failed, the store stays at version 1.*no_such_table"):
+        with pytest.raises(StoreVersionError, match=rf"migration {MORE} failed, the store stays at version {core.SCHEMA_VERSION}.*no_such_table"):
             kdstore.connect(path)
     with kdstore.connect(path) as store:
         assert snapshot(store) == before
@@ -83,9 +89,10 @@ def test_failed_migration_leaves_the_old_version(tmp_path: Path, monkeypatch: py
 
 def test_migration_files_must_be_numbered_without_gaps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _fake_sql_dir(tmp_path, "SELECT 1;")
-    (root / "schema" / "002_more.sql").rename(root / "schema" / "003_more.sql")
+    (root / "schema" / MORE).rename(root / "schema" / f"{NEXT + 1:03d}_more.sql")
     monkeypatch.setattr(schema, "sql_dir", lambda: root)
-    with pytest.raises(StoreVersionError, match=r"without gaps, found \[1, 3\]"):
+    found = ", ".join(str(v) for v in [*range(1, NEXT), NEXT + 1])
+    with pytest.raises(StoreVersionError, match=rf"without gaps, found \[{found}\]"):
         schema.migrations()
 
 

@@ -19,6 +19,10 @@ from kdstore.store.schema import latest_version, migrate, sql_dir
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from kdstore.parquet_io import ExportResult, ImportResult
+    from kdstore.student.registry import Models
+    from kdstore.teachers import RunReport, Teacher, TeacherRegistry
+
 SCHEMA_VERSION = latest_version()
 
 #: Every parameter the SQL views read, with its default and meaning. New names are added to old
@@ -35,6 +39,15 @@ DEFAULT_SETTINGS: dict[str, tuple[float, str]] = {
     "label_model_tol": (1e-6, "label model: stop when no parameter (confusion entry, class prior) moves more than this"),
     "label_model_smoothing": (0.1, "label model: Dirichlet pseudo-count added to every symbol of every confusion row"),
     "label_model_prior_smoothing": (1.0, "label model: Dirichlet pseudo-count added to every class of the class prior"),
+    # selection policies and trust (kdstore.select, kdstore.trust; views sql/select_*.sql, sql/trust_*.sql)
+    "select_metric": (0.0, "metric ranking teachers per label for selection: 0 Wilson lower bound of precision, 1 f1, 2 precision, 3 recall"),
+    "slice_experts": (1.0, "1 = choose experts per label x slice (kd.examples.slice) where the slice has min_support valid positives; 0 = per label only"),
+    "min_targets": (100.0, "until_covered: add experts best-first until a label has this many confident train targets"),
+    "confident_threshold": (0.9, "until_covered: a positive decision with score >= this is a confident target"),
+    "trust_threshold": (0.5, "trust policy: outputs whose trust p_correct >= this become targets"),
+    "trust_weighting": (0.0, "trust policy weight of an output: 0 = p_correct, 1 = log-odds ln(p / (1 - p)), 2 = K-class log-odds ln(p (K - 1) / (1 - p))"),
+    "gold_weight": (0.0, "weight of valid-split gold rows mixed into selected targets (0 = none; store.select(gold_weight=) overrides)"),
+    "calibration_bins": (10.0, "number of equal-width bins of the trust reliability curve (kd.trust_reliability)"),
 }
 
 
@@ -115,6 +128,7 @@ class Store:
         self.trace = trace
         self.settings = Settings(self)
         self._tx_depth = 0
+        self._models: Models | None = None
 
     # -- plumbing -------------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
@@ -246,6 +260,81 @@ class Store:
 
         return labelmodel.fit_label_model(self, **kwargs)
 
+    # -- selection and trust (kdstore.select, kdstore.trust do the work) ----------------------------
+    def select(self, policy: str, *, run: int | None = None, gold_weight: float | None = None,
+               task: str | None = None) -> int:
+        """Materialise a selection policy into ``kd.targets``; returns the run id. See :func:`kdstore.select.select`."""
+        from kdstore import select
+
+        return select.select(self, policy, run=run, gold_weight=gold_weight, task=task).run_id
+
+    def fit_trust(self, **kwargs: Any) -> Any:
+        """Fit trust models and write ``kd.trust``. See :func:`kdstore.trust.fit_trust`."""
+        from kdstore import trust
+
+        return trust.fit_trust(self, **kwargs)
+
+    # -- Parquet round trip (kdstore.parquet_io does the work) -----------------------------------
+    def export_parquet(self, path: str | Path, **kwargs: Any) -> ExportResult:
+        """Write the store as Parquet, one folder per table. See :func:`kdstore.parquet_io.export_parquet`."""
+        from kdstore import parquet_io
+
+        return parquet_io.export_parquet(self, path, **kwargs)
+
+    def import_parquet(self, path: str | Path, **kwargs: Any) -> ImportResult:
+        """Load tables from a Parquet folder in one transaction. See :func:`kdstore.parquet_io.import_parquet`."""
+        from kdstore import parquet_io
+
+        return parquet_io.import_parquet(self, path, **kwargs)
+
+    # -- teachers (kdstore.teachers does the work) ------------------------------------------------
+    @property
+    def teachers(self) -> TeacherRegistry:
+        """The registered teachers: ``list``, ``get``, ``add``, ``compatible``. See :mod:`kdstore.teachers`."""
+        from kdstore.teachers.registry import TeacherRegistry
+
+        return TeacherRegistry(self)
+
+    def run_teachers(self, teachers: Sequence[Teacher | str] | str | None = None, **kwargs: Any) -> RunReport:
+        """Run teachers over a feature source. See :func:`kdstore.teachers.run_teachers`."""
+        from kdstore.teachers.run import run_teachers
+
+        return run_teachers(self, teachers, **kwargs)
+
+    # -- students (kdstore.student does the work) -----------------------------------------------
+    @property
+    def models(self) -> Models:
+        """The student registry (``kd.models``): ``store.models.load(id_or_name)``, ``.list()``, ``.export()``."""
+        if self._models is None:
+            from kdstore.student.registry import Models
+
+            self._models = Models(self)
+        return self._models
+
+    def train_student(self, run_id: int | None = None, **kwargs: Any) -> int:
+        """Train, export and register a student; returns its model_id. See :func:`kdstore.student.pipeline.train_student`."""
+        from kdstore.student.pipeline import train_student
+
+        return train_student(self, run_id, **kwargs)
+
+    def predict(self, model: int | str | Any, features: Any = None, **kwargs: Any) -> pa.Table:
+        """A student's predictions as Arrow: ``features`` = None (the model's own source), a feature
+        source name, ``Embeddings(teacher)``, or in-memory data. See :mod:`kdstore.student.serve`."""
+        from kdstore.student import serve
+        from kdstore.student.features import Embeddings
+
+        m = self.models.load(model)
+        if features is None or isinstance(features, (str, Embeddings)):
+            return serve.predict_store(self, m, features, **kwargs)
+        return serve.predict_table(m, features, **kwargs)
+
+    def enable_sql_functions(self) -> None:
+        """Register ``kd_predict``, ``kd_predict_label`` and ``kd_embed`` on this connection (done on
+        connect when the store holds a student). See :mod:`kdstore.student.serve`."""
+        from kdstore.student.serve import register_sql_functions
+
+        register_sql_functions(self)
+
     # -- inspection -----------------------------------------------------------------------------
     def info(self) -> StoreInfo:
         """Counts per table, splits, labels, teachers and feature sources."""
@@ -339,7 +428,10 @@ def connect(
     except BaseException:
         con.close()
         raise
-    return Store(con, path, read_only=read_only, trace=trace)
+    store = Store(con, path, read_only=read_only, trace=trace)
+    if con.execute("SELECT count(*) FROM kd.models WHERE kind = 'student'").fetchall()[0][0]:
+        store.enable_sql_functions()
+    return store
 
 
 def _add_missing_settings(con: duckdb.DuckDBPyConnection) -> None:
