@@ -226,7 +226,7 @@ def main() -> None:
     args = ap.parse_args()
 
     X, P = make_data(args.rows)
-    result: dict[str, Any] = {"blas": blas_info(), "config": vars(args)}
+    result: dict[str, Any] = {"blas": blas_info(), "config": vars(args), "loadavg_start": os.getloadavg()}
     if not args.skip_training:
         result["training"] = []
         for th in args.threads.split(","):
@@ -242,12 +242,16 @@ def main() -> None:
         result["serving"] = bench_serving(path, X, args.rounds, None if first == "default" else int(first))
     print("serving:", result["serving"]["rows_per_second"], result["serving"]["ratio_vs_floor"], flush=True)
     result["peak_rss_mb"] = peak_rss_mb()
+    result["loadavg_end"] = os.getloadavg()
     write_results("student", result, markdown(result))
 
 
 def markdown(r: dict[str, Any]) -> str:
     lines = ["# Student benchmark", "",
-             f"BLAS: {r['blas']['blas']}; OPENBLAS_CORETYPE={r['blas']['OPENBLAS_CORETYPE']}", ""]
+             f"BLAS: {r['blas']['blas']}; OPENBLAS_CORETYPE={r['blas']['OPENBLAS_CORETYPE']}. "
+             f"Load average (1/5/15 min) at start {tuple(round(x, 1) for x in r['loadavg_start'])}, at end "
+             f"{tuple(round(x, 1) for x in r['loadavg_end'])} on {os.cpu_count()} cores (a shared machine: "
+             "compare the ratios, measured in the same run, not the absolute numbers).", ""]
     for t in r.get("training", []):
         threads = t["blas_during_run"][0]["num_threads"] if t["blas_during_run"] else "?"
         lines += [
