@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import math
 import time
 from collections.abc import Callable
@@ -594,7 +595,7 @@ def fit(
     valid_targets: Targets | None = None,
     config: TrainConfig | None = None,
     on_epoch: Callable[[dict[str, Any]], object] | None = None,
-    threads: int | None = None,
+    threads: int | str | None = "auto",
 ) -> FitResult:
     """Train a student on raw features ``X [n, D]`` and ``targets`` (rows aligned).
 
@@ -604,8 +605,11 @@ def fit(
         valid_X, valid_targets: the validation rows for early stopping (both or neither).
         config: hyper-parameters (default :class:`TrainConfig`).
         on_epoch: called with each epoch's curve entry (progress reporting).
-        threads: BLAS threads while training (None = the BLAS default; needs ``threadpoolctl``).
-            On a busy 2-core machine one thread can be several times faster than two.
+        threads: BLAS threads while training: a number (needs ``threadpoolctl``), None (the BLAS
+            default), or ``"auto"`` (default): 1 when ``threadpoolctl`` is installed, else the BLAS
+            default. The mini-batch GEMMs (512 x 256 x 256) gain nothing from a second thread on a
+            quiet 2-core machine, and a multi-threaded BLAS collapses (~10x slower, measured) when
+            the cores are shared with other work.
 
     Returns:
         :class:`FitResult` with the parameters of the best validation epoch.
@@ -614,10 +618,16 @@ def fit(
         return _fit(X, targets, valid_X, valid_targets, config or TrainConfig(), on_epoch)
 
 
-def blas_threads(n: int | None) -> contextlib.AbstractContextManager[object]:
-    """Limit the BLAS thread pool to ``n`` threads inside a ``with`` block (None: no change)."""
+def blas_threads(n: int | str | None) -> contextlib.AbstractContextManager[object]:
+    """Limit the BLAS thread pool to ``n`` threads inside a ``with`` block (None: no change; see :func:`fit`)."""
+    if n == "auto":
+        if importlib.util.find_spec("threadpoolctl") is None:
+            return contextlib.nullcontext()
+        n = 1
     if n is None:
         return contextlib.nullcontext()
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise SchemaError(f"threads must be a number, None or 'auto', got {n!r}", source="student hyper-parameters", column="threads")
     if n < 1:
         raise SchemaError(f"threads must be >= 1, got {n}", source="student hyper-parameters", column="threads")
     try:
