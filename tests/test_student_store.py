@@ -282,6 +282,15 @@ def test_fresh_session_store_predict_and_sql_agree(trained: tuple[kdstore.Store,
     np.testing.assert_array_equal(np.array(q.column("pl").to_pylist(), np.float32), sql)
     assert q.column("l").to_pylist() == p.column("label").to_pylist()
 
+    # the long shape of kd.outputs (what trust models take as student feedback)
+    lg = store.predict(mid, split="valid", long=True)
+    assert lg.column_names == ["example_id", "label_id", "score"] and lg.num_rows == 200 * K
+    valid = np.flatnonzero(world["split"] == "valid")
+    np.testing.assert_array_equal(np.asarray(lg.column("score")).reshape(-1, K), sql[valid])
+    assert lg.column("label_id").to_pylist()[:K] == [0, 1, 2]
+    assert lg.column("example_id").to_pylist()[:K] == [int(world["ids"][valid[0]])] * K
+    assert m.predict(world["X"][:2], long=True).column_names == ["row", "label_id", "score"]
+
     # one split only; in-memory inputs (Arrow with example_id, NumPy)
     assert store.predict(mid, split="test").column("example_id").to_pylist() == world["ids"][-200:].tolist()
     t = pa.table({f"f{j}": world["X"][:3, j] for j in reversed(range(D))})  # column order does not matter
