@@ -290,7 +290,8 @@ class FitResult:
     Attributes:
         model: the parameters of the best epoch (lowest validation loss; the last one without validation).
         curve: one dict per epoch: ``epoch``, ``train_loss``, ``valid_loss`` (None without validation),
-            ``seconds`` (training only), ``examples_per_second``.
+            ``seconds`` (training only, wall clock), ``cpu_seconds`` (process CPU time, all threads),
+            ``examples_per_second``.
         best_epoch: 1-based epoch whose parameters were kept.
         stopped_early: whether patience ran out before ``epochs``.
         config: the hyper-parameters used.
@@ -680,7 +681,7 @@ def _fit(X: np.ndarray, targets: Targets, valid_X: np.ndarray | None, valid_targ
     curve: list[dict[str, Any]] = []
     stopped = False
     for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         perm = rng.permutation(n)
         np.take(Xs, perm, axis=0, out=Xe)
         te = t.take(perm)
@@ -691,9 +692,9 @@ def _fit(X: np.ndarray, targets: Targets, valid_X: np.ndarray | None, valid_targ
             step += 1
             _adam(params, grads, m1, m2, tmp, decay, step, cfg)
             loss_sum += loss * (min(n, start + bs) - start)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         entry: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / n, "valid_loss": None,
-                                 "seconds": seconds, "examples_per_second": n / seconds}
+                                 "seconds": seconds, "cpu_seconds": cpu, "examples_per_second": n / seconds}
         if vXs is not None and vt is not None:
             vl = evaluate_loss(model, vXs, vt, cfg)
             entry["valid_loss"] = vl
