@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import kdstore
@@ -109,7 +110,7 @@ def test_stored_outputs_equal_onnx_and_numpy_forward(built: demo.DemoResult) -> 
     ids, px = _features(built.path)
     stored = _scores(built.path)
     for t in built.teachers:
-        mine = stored.filter(pa.compute.equal(stored.column("name"), t.spec.name))
+        mine = stored.filter(pc.equal(stored.column("name"), t.spec.name))
         assert np.array_equal(mine.column("example_id").to_numpy(), ids)
         got = np.asarray(mine.column("scores").to_pylist(), dtype=np.float64)
         sess = ort.InferenceSession(str(t.path), providers=["CPUExecutionProvider"])
