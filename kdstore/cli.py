@@ -10,16 +10,16 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from kdstore.errors import KdstoreError, SchemaError
 
 Handler = Callable[[argparse.Namespace], int]
 
 #: Modules that add sub-commands: each has ``register(subparsers)``. Keep this list short and lazy.
-COMMAND_MODULES: list[str] = ["kdstore.cli_demo"]
+COMMAND_MODULES: list[str] = ["kdstore.cli_teachers", "kdstore.cli_student", "kdstore.cli_demo"]
 
 
 def read_table(path: str, *, fmt: str | None = None) -> Any:
@@ -33,12 +33,14 @@ def read_table(path: str, *, fmt: str | None = None) -> Any:
     import pyarrow.csv as pcsv
     import pyarrow.json as pjson
 
+    from kdstore.sources import Named
+
     try:
         if fmt in ("csv", "tsv", "txt"):
             opts = pcsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
-            return pcsv.read_csv(p, parse_options=opts)
+            return Named(pcsv.read_csv(p, parse_options=opts), path)
         if fmt in ("json", "jsonl", "ndjson"):
-            return pjson.read_json(p)
+            return Named(pjson.read_json(p), path)
     except Exception as e:
         raise SchemaError(f"cannot read as {fmt}: {e}", source=path) from e
     raise SchemaError(f"unknown file type {fmt!r}: use .parquet, .csv, .tsv or .jsonl", source=path)
@@ -103,9 +105,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 store.add_teacher(args.teacher, labels=args.labels.split(","), output_type=args.output_type or "binary",
                                   replace=args.replace)
             n = store.ingest_outputs(args.teacher, data, form=args.form, id_column=args.id_column,
-                                     label_column=args.label_column, progress=progress)
+                                     label_column=args.label_column, score_column=args.score_column, progress=progress)
         elif what == "votes":
-            names = store.ingest_votes(data, id_column=args.id_column, prefix=args.prefix, progress=progress)
+            classes = args.classes.split(",") if args.classes else None
+            names = store.ingest_votes(data, id_column=args.id_column, classes=classes, prefix=args.prefix, progress=progress)
             n = len(names)
             what = "vote teachers"
         elif what == "features":
@@ -131,13 +134,45 @@ def _label_names(path: str) -> list[str]:
         import pyarrow.parquet as pq
 
         table = pq.read_table(table)
+    else:
+        table = table.data
     if "name" not in table.column_names:
         raise SchemaError("a labels file needs a 'name' column (or use a .txt file, one label per line)", source=path, column="name")
     return [str(x) for x in table.column("name").to_pylist()]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with kdstore's error style: one line ``error: ...`` on stderr and exit code 1."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, _red(f"error: {message} (see: {self.prog} --help)") + "\n")
+
+
+def _red(msg: str) -> str:
+    red = sys.stderr.isatty() and os.environ.get("NO_COLOR") is None
+    return f"\033[31m{msg}\033[0m" if red else msg
+
+
+def subparsers(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every (command path, parser) below ``parser``, depth first (``"ingest"``, ``"x y"``...)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield name, child
+                for sub_name, grandchild in subparsers(child):
+                    yield f"{name} {sub_name}", grandchild
+
+
+def _global_options_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Accept --debug and --trace after the command too (``kdstore info x.duckdb --debug``)."""
+    for _, child in subparsers(parser):
+        for flag, text in (("--debug", "show a full traceback on error"), ("--trace", "print every SQL statement kdstore runs")):
+            if flag not in child._option_string_actions:
+                child.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="kdstore",
         description="Knowledge distillation from a corpus of pre-trained models, in one DuckDB file.",
     )
@@ -169,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="the input file")
     p.add_argument("--id-column", default="example_id", help="example id column (default: example_id)")
     p.add_argument("--label-column", default="label", help="label column, names or ids (default: label)")
+    p.add_argument("--score-column", default="score", help="outputs: score column (long form) or list column (wide form)")
     p.add_argument("--split", choices=["train", "valid", "test"], help="examples: one split for every row (else a 'split' column)")
     p.add_argument("--teacher", help="outputs: the teacher's name")
     p.add_argument("--labels", help="outputs: register the teacher first with these labels (comma-separated, output order)")
@@ -176,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="outputs: the teacher's output type when registering (default binary)")
     p.add_argument("--form", choices=["long", "wide"], default="long", help="outputs: long (example, label, score) or wide (a column per label)")
     p.add_argument("--prefix", default="", help="votes: prefix for the teacher names made from the labeler columns")
+    p.add_argument("--classes", help="votes: the label of each class index, comma-separated (default: every label, by id)")
     p.add_argument("--name", help="features: the feature source's name")
     p.add_argument("--replace", action="store_true", help="replace an existing feature source / re-align a teacher")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -185,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for mod in COMMAND_MODULES:
         importlib.import_module(mod).register(sub)
+    _global_options_everywhere(parser)
     return parser
 
 
@@ -197,9 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KdstoreError as e:
         if args.debug:
             raise
-        red = sys.stderr.isatty() and os.environ.get("NO_COLOR") is None
-        msg = f"error: {e}".replace("\n", " ")
-        print(f"\033[31m{msg}\033[0m" if red else msg, file=sys.stderr)
+        print(_red(f"error: {e}".replace("\n", " ")), file=sys.stderr)
         return 1
 
 

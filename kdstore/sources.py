@@ -34,6 +34,19 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class Named:
+    """Any supported input with the name errors should use for it (e.g. the CSV file it was read from).
+
+    >>> import pyarrow as pa
+    >>> open_source(Named(pa.table({"x": [1]}), "data.csv")).name
+    'data.csv'
+    """
+
+    data: Any
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Source:
     """A named stream of record batches; ``rows`` is known for in-memory inputs and Parquet."""
 
@@ -57,6 +70,8 @@ def describe(obj: Any) -> str:
 
 def open_source(obj: Any, con: duckdb.DuckDBPyConnection | None = None, *, name: str | None = None) -> Source:
     """Open ``obj`` as a :class:`Source`. Raises :class:`SchemaError` for unsupported inputs."""
+    if isinstance(obj, Named):
+        return open_source(obj.data, con, name=name or obj.name)
     label = name or describe(obj)
     if isinstance(obj, pa.RecordBatchReader):
         return Source(label, obj, None)
@@ -68,7 +83,9 @@ def open_source(obj: Any, con: duckdb.DuckDBPyConnection | None = None, *, name:
         if con is None:
             raise SchemaError("a SQL query source needs a store connection", source=label)
         try:
-            rel = con.sql(obj.sql)
+            # A cursor of its own: the query streams while the ingest writes on the store's
+            # connection (one connection cannot do both), and it reads the committed state.
+            rel = con.cursor().sql(obj.sql)
             if rel is None:
                 raise SchemaError("the query returns no rows (is it a statement?)", source=label)
             return Source(label, rel.to_arrow_reader(BATCH_ROWS), None)
@@ -78,15 +95,18 @@ def open_source(obj: Any, con: duckdb.DuckDBPyConnection | None = None, *, name:
             raise SchemaError(f"query failed: {e}", source=label) from e
     if isinstance(obj, (str, Path)):
         return _open_parquet(str(obj), label)
+    if type(obj).__module__.startswith("pandas"):
+        try:  # not __arrow_c_stream__: it would add the index as a column
+            table = pa.Table.from_pandas(obj, preserve_index=False)
+        except (pa.ArrowException, TypeError, ValueError) as e:
+            raise SchemaError(f"cannot convert to Arrow: {e}", source=label) from e
+        return open_source(table, con, name=label)
     if hasattr(obj, "__arrow_c_stream__"):
         try:
             reader = pa.RecordBatchReader.from_stream(obj)
         except Exception as e:
             raise SchemaError(f"cannot read as Arrow: {e}", source=label) from e
         return Source(label, reader, _len(obj))
-    if type(obj).__module__.startswith("pandas"):
-        table = pa.Table.from_pandas(obj, preserve_index=False)
-        return open_source(table, name=label)
     raise SchemaError(
         f"unsupported input type {type(obj).__name__}: use a pyarrow Table/RecordBatchReader, "
         "a pandas or polars DataFrame, a Parquet path or glob, or kdstore.Query('SELECT ...')",

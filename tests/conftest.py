@@ -10,8 +10,12 @@ import kdstore
 
 os.environ.setdefault("KDSTORE_PROGRESS", "0")
 
-#: The real benchmark data shipped beside the repository (never copied into it).
-WRENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "wrench"
+#: The real benchmark data shipped beside the repository (never copied into it): the first
+#: ``shared/data/wrench`` above the checkout (a git worktree may sit deeper), or $KDSTORE_WRENCH.
+WRENCH = Path(os.environ.get("KDSTORE_WRENCH") or next(
+    (p / "shared" / "data" / "wrench" for p in Path(__file__).resolve().parents if (p / "shared" / "data" / "wrench").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "wrench",
+))
 
 
 @pytest.fixture

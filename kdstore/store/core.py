@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from kdstore.store.schema import latest_version, migrate, sql_dir
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from kdstore.student.registry import Models
+    from kdstore.teachers import RunReport, Teacher, TeacherRegistry
 
 SCHEMA_VERSION = latest_version()
 
@@ -75,7 +79,7 @@ class Settings:
         for name, value in new.items():
             if name not in known:
                 raise SchemaError(f"unknown setting {name!r}; known: {', '.join(sorted(known))}", source="settings")
-            if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise SchemaError(f"setting {name!r} must be a finite number, got {value!r}", source="settings")
         with self._store.transaction():
             for name, value in new.items():
@@ -110,6 +114,7 @@ class Store:
         self.trace = trace
         self.settings = Settings(self)
         self._tx_depth = 0
+        self._models: Models | None = None
 
     # -- plumbing -------------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
@@ -135,11 +140,12 @@ class Store:
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run a query and return its result as a ``pyarrow.Table``."""
-        if params is None:
-            if self.trace is not None:
-                self.trace(sql)
-            return self.con.sql(sql).to_arrow_table()
-        return self.execute(sql, params).to_arrow_table()
+        if self.trace is not None:
+            self.trace(sql if not params else f"{sql}  -- params: {params!r}")
+        rel = self.con.sql(sql, params=params) if params is not None else self.con.sql(sql)
+        if rel is None:
+            raise KdstoreError("query() needs a statement that returns rows; use run() for others")
+        return rel.to_arrow_table()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -233,6 +239,54 @@ class Store:
 
         return ingest.register_features(self, name, source, **kwargs)
 
+    # -- teachers (kdstore.teachers does the work) ------------------------------------------------
+    @property
+    def teachers(self) -> TeacherRegistry:
+        """The registered teachers: ``list``, ``get``, ``add``, ``compatible``. See :mod:`kdstore.teachers`."""
+        from kdstore.teachers.registry import TeacherRegistry
+
+        return TeacherRegistry(self)
+
+    def run_teachers(self, teachers: Sequence[Teacher | str] | str | None = None, **kwargs: Any) -> RunReport:
+        """Run teachers over a feature source. See :func:`kdstore.teachers.run_teachers`."""
+        from kdstore.teachers.run import run_teachers
+
+        return run_teachers(self, teachers, **kwargs)
+
+    # -- students (kdstore.student does the work) -----------------------------------------------
+    @property
+    def models(self) -> Models:
+        """The student registry (``kd.models``): ``store.models.load(id_or_name)``, ``.list()``, ``.export()``."""
+        if self._models is None:
+            from kdstore.student.registry import Models
+
+            self._models = Models(self)
+        return self._models
+
+    def train_student(self, run_id: int | None = None, **kwargs: Any) -> int:
+        """Train, export and register a student; returns its model_id. See :func:`kdstore.student.pipeline.train_student`."""
+        from kdstore.student.pipeline import train_student
+
+        return train_student(self, run_id, **kwargs)
+
+    def predict(self, model: int | str | Any, features: Any = None, **kwargs: Any) -> pa.Table:
+        """A student's predictions as Arrow: ``features`` = None (the model's own source), a feature
+        source name, ``Embeddings(teacher)``, or in-memory data. See :mod:`kdstore.student.serve`."""
+        from kdstore.student import serve
+        from kdstore.student.features import Embeddings
+
+        m = self.models.load(model)
+        if features is None or isinstance(features, (str, Embeddings)):
+            return serve.predict_store(self, m, features, **kwargs)
+        return serve.predict_table(m, features, **kwargs)
+
+    def enable_sql_functions(self) -> None:
+        """Register ``kd_predict``, ``kd_predict_label`` and ``kd_embed`` on this connection (done on
+        connect when the store holds a student). See :mod:`kdstore.student.serve`."""
+        from kdstore.student.serve import register_sql_functions
+
+        register_sql_functions(self)
+
     # -- inspection -----------------------------------------------------------------------------
     def info(self) -> StoreInfo:
         """Counts per table, splits, labels, teachers and feature sources."""
@@ -241,8 +295,9 @@ class Store:
         for t in tables:
             row = self.one(f"SELECT count(*) FROM kd.{t}")  # t is from the list above
             counts[t] = int(row[0]) if row else 0
-        row = self.one("SELECT coalesce(sum(len(scores)) FILTER (WHERE true), 0) FROM kd.scores")
-        counts["outputs (scores)"] = int(row[0]) if row else 0
+        # non-null score elements = rows of kd.outputs (cheaper than counting the view)
+        row = self.one("SELECT coalesce(sum(list_count(scores)), 0) FROM kd.scores")
+        counts["outputs"] = int(row[0]) if row else 0
         splits = dict(self.execute("SELECT split, count(*) FROM kd.examples GROUP BY split ORDER BY split").fetchall())
         labels = [r[0] for r in self.execute("SELECT name FROM kd.labels ORDER BY label_id").fetchall()]
         teachers = [
@@ -301,7 +356,9 @@ def connect(
     {'cat': 0, 'dog': 1}
     """
     path = str(path)
-    if read_only and path != ":memory:" and not Path(path).exists():
+    if read_only and path == ":memory:":
+        raise KdstoreError("an in-memory store cannot be opened read-only (give a file path)")
+    if read_only and not Path(path).exists():
         raise KdstoreError(f"cannot open {path} read-only: the file does not exist")
     con = _open(path, read_only, lock_timeout)
     try:
@@ -311,10 +368,11 @@ def connect(
             version = stored_version(con)
             if version is None:
                 raise StoreVersionError(f"{path} is not a kdstore store (no kd schema)")
-            if version != SCHEMA_VERSION:
+            latest = latest_version()
+            if version != latest:
                 raise StoreVersionError(
-                    f"{path} has schema version {version}, this kdstore has {SCHEMA_VERSION}: "
-                    + ("upgrade kdstore" if version > SCHEMA_VERSION else "open it once read-write to migrate")
+                    f"{path} has schema version {version}, this kdstore has {latest}: "
+                    + ("upgrade kdstore" if version > latest else "open it once read-write to migrate")
                 )
         else:
             migrate(con, path)
@@ -322,7 +380,10 @@ def connect(
     except BaseException:
         con.close()
         raise
-    return Store(con, path, read_only=read_only, trace=trace)
+    store = Store(con, path, read_only=read_only, trace=trace)
+    if con.execute("SELECT count(*) FROM kd.models WHERE kind = 'student'").fetchall()[0][0]:
+        store.enable_sql_functions()
+    return store
 
 
 def _add_missing_settings(con: duckdb.DuckDBPyConnection) -> None:

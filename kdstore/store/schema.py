@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import duckdb
 
 from kdstore.errors import StoreVersionError
-
-if TYPE_CHECKING:
-    import duckdb
 
 _DDL_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
@@ -73,7 +71,12 @@ def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:
         for version, ddl in migrations():
             if current is not None and version <= current:
                 continue
-            con.execute(ddl.read_text()).fetchall()
+            try:
+                con.execute(ddl.read_text()).fetchall()
+            except duckdb.Error as e:
+                raise StoreVersionError(
+                    f"{path}: migration {ddl.name} failed, the store stays at version {current or 0}: {e}"
+                ) from e
         con.execute("DELETE FROM kd.meta WHERE key = 'schema_version'").fetchall()
         con.execute("INSERT INTO kd.meta VALUES ('schema_version', ?)", [str(latest)]).fetchall()
         con.execute("COMMIT").fetchall()

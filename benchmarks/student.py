@@ -1,0 +1,280 @@
+"""Student benchmark: training throughput against NumPy GEMM, serving throughput against ONNX Runtime.
+
+Training: an MLP 64 -> 256 -> 256 -> 10 on 1M x 64 float32 features with soft 10-class targets.
+Throughput (examples/s per epoch) is converted to FLOP/s with 6 x parameters per example
+(forward + backward) and compared with NumPy's float32 GEMM FLOP/s measured in the same process,
+with the same BLAS threads and environment, right after every epoch. Target: >= 40 % of GEMM.
+
+Serving: the same 64 -> 256 -> 256 -> 10 student (trained through ``store.train_student``, so the
+whole store path runs: targets -> student -> ONNX -> kd.models) scored over the 1M-row feature
+source in the store file, three ways, interleaved over several rounds (medians reported):
+
+* floor: ONNX Runtime on an in-memory float32 array, batch 1024, 2 intra-op threads, no spinning;
+* ``store.predict``: features read from the store (DuckDB -> Arrow -> float32 -> ORT -> Arrow),
+  target >= 70 % of the floor;
+* SQL: ``SELECT example_id, kd_predict('student_N', f0, ..., f63) FROM features.bench`` read to
+  Arrow, target >= 50 % of the floor.
+
+Run: ``PYTHONPATH=$PWD python benchmarks/student.py`` (``--rows`` to shrink it). Writes
+benchmarks/results/student.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import peak_rss_mb, write_results
+
+import kdstore
+from kdstore.student import serve
+from kdstore.student.train import Targets, TrainConfig, fit
+
+D, K, HIDDEN = 64, 10, (256, 256)
+
+
+def blas_info() -> dict[str, Any]:
+    try:
+        from threadpoolctl import threadpool_info
+
+        info = [{k: v for k, v in i.items() if k in ("internal_api", "architecture", "num_threads", "version")}
+                for i in threadpool_info() if i.get("user_api") == "blas"]
+    except ImportError:  # pragma: no cover
+        info = []
+    return {"blas": info, "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "OPENBLAS_L2_SIZE": os.environ.get("OPENBLAS_L2_SIZE")}
+
+
+def gemm_flops(m: int, k: int, n: int, seconds: float = 0.4) -> float:
+    """Median float32 GEMM FLOP/s of ``[m, k] @ [k, n]`` over repeated single products."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((m, k), dtype=np.float32)
+    b = rng.standard_normal((k, n), dtype=np.float32)
+    out = np.empty((m, n), np.float32)
+    np.matmul(a, b, out=out)
+    times = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or len(times) < 5:
+        t0 = time.perf_counter()
+        np.matmul(a, b, out=out)
+        times.append(time.perf_counter() - t0)
+    return 2.0 * m * k * n / statistics.median(times)
+
+
+def make_data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, D), dtype=np.float32)
+    X *= rng.uniform(0.5, 3.0, D).astype(np.float32)
+    X += rng.uniform(-2, 2, D).astype(np.float32)
+    W = rng.standard_normal((D, K)).astype(np.float32) / 4
+    Z = X @ W
+    Z -= Z.max(axis=1, keepdims=True)
+    P = np.exp(Z)
+    P /= P.sum(axis=1, keepdims=True)
+    return X, P
+
+
+def bench_training(X: np.ndarray, P: np.ndarray, epochs: int, batch_size: int, dropout: float,
+                   threads: int | None) -> dict[str, Any]:
+    """Train, measuring GEMM (same BLAS threads) before training and after every epoch."""
+    from kdstore.student.train import blas_threads
+
+    gemm_big: list[float] = []
+    gemm_shape: list[float] = []
+
+    def after_epoch(_: dict[str, Any]) -> None:
+        gemm_big.append(gemm_flops(2048, 2048, 2048))
+        gemm_shape.append(gemm_flops(batch_size, 256, 256))
+
+    with blas_threads(threads):
+        after_epoch({})
+        blas_now = blas_info()["blas"]
+    cfg = TrainConfig(hidden=HIDDEN, epochs=epochs, batch_size=batch_size, dropout=dropout, patience=0)
+    res = fit(X, Targets.multiclass(P), config=cfg, on_epoch=after_epoch, threads=threads)
+    params = res.model.n_params()
+    eps = [c["examples_per_second"] for c in res.curve]
+    ex_s = statistics.median(eps)
+    flops = 6.0 * params * ex_s
+    big, shape = statistics.median(gemm_big), statistics.median(gemm_shape)
+    return {
+        "blas_threads": threads, "blas_during_run": blas_now,
+        "rows": int(X.shape[0]), "epochs": epochs, "batch_size": batch_size, "dropout": dropout, "params": params,
+        "examples_per_second_per_epoch": eps, "examples_per_second": ex_s, "train_gflops": flops / 1e9,
+        "gemm_2048_gflops": [g / 1e9 for g in gemm_big], "gemm_batch_gflops": [g / 1e9 for g in gemm_shape],
+        "ratio_vs_gemm_2048": flops / big, "ratio_vs_gemm_batch_shape": flops / shape,
+        "train_loss": [c["train_loss"] for c in res.curve],
+    }
+
+
+def build_store(path: str, X: np.ndarray, P: np.ndarray) -> dict[str, float]:
+    rows = X.shape[0]
+    ids = np.arange(rows, dtype=np.int64)
+    split = np.full(rows, "train", dtype=object)
+    split[int(rows * 0.9): int(rows * 0.95)] = "valid"
+    split[int(rows * 0.95):] = "test"
+    t0 = time.perf_counter()
+    with kdstore.connect(path) as s:
+        s.add_labels([f"class_{k}" for k in range(K)])
+        s.add_examples(pa.table({"example_id": ids, "split": pa.array(split, pa.string())}), progress=False)
+        s.register_features("bench", pa.table({"example_id": ids, **{f"f{j}": X[:, j] for j in range(D)}}), progress=False)
+        lab = split != "train"
+        s.add_gold(pa.table({"example_id": ids[lab], "label": P[lab].argmax(1).astype(np.int32)}), progress=False)
+        tr = np.flatnonzero(split == "train")
+        targets = pa.table({
+            "run_id": pa.array(np.ones(tr.size * K, np.int32)),
+            "example_id": pa.array(np.repeat(tr, K)),
+            "label_id": pa.array(np.tile(np.arange(K, dtype=np.int32), tr.size)),
+            "target": pa.array(P[tr].astype(np.float64).ravel()),
+            "weight": pa.array(np.ones(tr.size * K)),
+            "teacher_id": pa.nulls(tr.size * K, pa.int32()),
+            "rule": pa.array(np.full(tr.size * K, "bench", dtype=object), pa.string()),
+        })
+        s.run("INSERT INTO kd.runs (run_id, kind, params) VALUES (1, 'benchmark', '{\"task\": \"multiclass\"}')")
+        s.con.register("__targets", targets)
+        s.run("INSERT INTO kd.targets SELECT * FROM __targets")
+        s.con.unregister("__targets")
+    return {"build_seconds": time.perf_counter() - t0, "target_rows": float(tr.size * K)}
+
+
+def timed(fn: Any) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_serving(path: str, X: np.ndarray, rounds: int, threads: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with kdstore.connect(path) as s:
+        t0 = time.perf_counter()
+        mid = s.train_student(1, features="bench", hidden=HIDDEN, epochs=1, batch_size=512, progress=False, threads=threads)
+        out["train_student_seconds"] = time.perf_counter() - t0
+        m = s.models.load(mid)
+        out["train_student_fit_seconds"] = m.metrics["train_seconds"]
+        out["train_student_valid_accuracy"] = m.metrics["valid"]["accuracy"]
+        out["train_student_test_accuracy"] = m.metrics["test"]["accuracy"]
+    rows = X.shape[0]
+    cols = ", ".join(f"f{j}" for j in range(D))
+    with kdstore.connect(path, read_only=True) as s:
+        m = s.models.load(mid)
+        sess = serve.session(m, threads=2)
+
+        def floor(batch: int = 1024) -> None:
+            for i in range(0, rows, batch):
+                sess.run(None, {"features": X[i:i + batch]})
+
+        def store_predict() -> None:
+            t = s.predict(mid)
+            assert t.num_rows == rows
+
+        def sql() -> None:
+            t = s.con.sql(f"SELECT example_id, kd_predict('{m.name}', {cols}) AS p FROM features.bench").to_arrow_table()
+            assert t.num_rows == rows
+
+        def sql_list() -> None:
+            t = s.con.sql(f"SELECT example_id, kd_predict('{m.name}', [{cols}]) AS p FROM features.bench").to_arrow_table()
+            assert t.num_rows == rows
+
+        def floor_2048() -> None:
+            floor(2048)
+
+        def sql_ort1() -> None:
+            os.environ["KDSTORE_ORT_THREADS"] = "1"
+            try:
+                sql()
+            finally:
+                del os.environ["KDSTORE_ORT_THREADS"]
+
+        cases = {"ort_floor_batch1024": floor, "ort_batch2048": floor_2048, "store_predict": store_predict,
+                 "sql_kd_predict_varargs": sql, "sql_kd_predict_list": sql_list, "sql_kd_predict_varargs_ort1thread": sql_ort1}
+        floor(); store_predict(); sql()  # warm up  # noqa: E702
+        times: dict[str, list[float]] = {k: [] for k in cases}
+        for _ in range(rounds):
+            for name, fn in cases.items():
+                times[name].append(timed(fn))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        out["rows"] = rows
+        out["seconds"] = times
+        out["rows_per_second"] = {k: rows / v for k, v in med.items()}
+        fl = out["rows_per_second"]["ort_floor_batch1024"]
+        out["ratio_vs_floor"] = {k: v / fl for k, v in out["rows_per_second"].items()}
+        out["flop_per_row"] = 2 * m.params["n_params"]
+        out["floor_gflops"] = fl * 2 * m.params["n_params"] / 1e9
+        out["duckdb_threads"] = s.one("SELECT current_setting('threads')")[0]  # type: ignore[index]
+        out["ort_threads"] = 2
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--dropout", type=float, default=0.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--threads", default="default,1", help="BLAS thread settings to train with (default = BLAS default)")
+    args = ap.parse_args()
+
+    X, P = make_data(args.rows)
+    result: dict[str, Any] = {"blas": blas_info(), "config": vars(args)}
+    if not args.skip_training:
+        result["training"] = []
+        for th in args.threads.split(","):
+            r = bench_training(X, P, args.epochs, args.batch_size, args.dropout, None if th == "default" else int(th))
+            result["training"].append(r)
+            print("training:", {k: v for k, v in r.items() if not isinstance(v, list)}, flush=True)
+    with tempfile.TemporaryDirectory(prefix="kdstore-bench-") as tmp:
+        path = os.path.join(tmp, "bench.duckdb")
+        result["store"] = build_store(path, X, P)
+        result["store"]["file_mb"] = os.path.getsize(path) / 1e6
+        del P
+        first = args.threads.split(",")[0]
+        result["serving"] = bench_serving(path, X, args.rounds, None if first == "default" else int(first))
+    print("serving:", result["serving"]["rows_per_second"], result["serving"]["ratio_vs_floor"], flush=True)
+    result["peak_rss_mb"] = peak_rss_mb()
+    write_results("student", result, markdown(result))
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = ["# Student benchmark", "",
+             f"BLAS: {r['blas']['blas']}; OPENBLAS_CORETYPE={r['blas']['OPENBLAS_CORETYPE']}", ""]
+    for t in r.get("training", []):
+        threads = t["blas_during_run"][0]["num_threads"] if t["blas_during_run"] else "?"
+        lines += [
+            f"## Training: {t['rows']:,} x {D} -> {HIDDEN} -> {K}, batch {t['batch_size']}, dropout {t['dropout']}, "
+            f"{t['params']:,} parameters (6 x params FLOP per example), BLAS threads {threads} "
+            f"({'default' if t['blas_threads'] is None else 'threads=' + str(t['blas_threads'])}); GEMM measured with the same threads", "",
+            "| measure | value |", "|---|---|",
+            f"| examples/s per epoch | {', '.join(f'{x:,.0f}' for x in t['examples_per_second_per_epoch'])} |",
+            f"| training FLOP/s (median epoch) | {t['train_gflops']:.1f} GFLOP/s |",
+            f"| NumPy GEMM 2048³ (after each epoch) | {', '.join(f'{x:.1f}' for x in t['gemm_2048_gflops'])} GFLOP/s |",
+            f"| NumPy GEMM {t['batch_size']}x256x256 | {', '.join(f'{x:.1f}' for x in t['gemm_batch_gflops'])} GFLOP/s |",
+            f"| **ratio vs GEMM 2048³** (target ≥ 40 %) | **{t['ratio_vs_gemm_2048']:.0%}** |",
+            f"| ratio vs GEMM at the batch shape | {t['ratio_vs_gemm_batch_shape']:.0%} |", ""]
+    s = r["serving"]
+    lines += [
+        f"## Serving: {s['rows']:,} rows, 64 -> 256 -> 256 -> 10 ({s['flop_per_row']:,} FLOP/row), ORT {s['ort_threads']} threads, "
+        f"DuckDB {s['duckdb_threads']} threads, medians of {len(next(iter(s['seconds'].values())))} interleaved rounds", "",
+        "| path | rows/s | vs floor | target |", "|---|---|---|---|"]
+    targets = {"store_predict": "≥ 70 %", "sql_kd_predict_varargs": "≥ 50 %", "sql_kd_predict_list": "≥ 50 %",
+               "sql_kd_predict_varargs_ort1thread": "(ORT 1 thread per call)"}
+    for k, v in s["rows_per_second"].items():
+        lines.append(f"| {k} | {v:,.0f} | {s['ratio_vs_floor'][k]:.0%} | {targets.get(k, '')} |")
+    lines += ["", f"Floor: {s['floor_gflops']:.0f} GFLOP/s. Store path: train_student (1 epoch, incl. reading "
+              f"{r['store']['target_rows']:,.0f} target rows, export, metrics) {s['train_student_seconds']:.1f} s, of which "
+              f"fit {s['train_student_fit_seconds']:.1f} s; store file {r['store']['file_mb']:.0f} MB. Peak RSS {r['peak_rss_mb']:.0f} MB."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
