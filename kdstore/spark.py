@@ -445,8 +445,9 @@ _DUCK_NAMES = {
     "float": "FLOAT", "double": "DOUBLE", "tinyint": "TINYINT", "smallint": "SMALLINT", "int": "INTEGER",
     "bigint": "BIGINT", "boolean": "BOOLEAN", "string": "VARCHAR",
 }
-#: One ONNX Runtime session per (model, threads) per Python worker, reused across tasks.
-_SESSIONS: dict[tuple[str, int], Any] = {}
+#: One ONNX Runtime session per teacher configuration per Python worker, reused across tasks.
+_SESSIONS: dict[tuple[str, str], Any] = {}
+_MAX_SESSIONS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,7 +484,10 @@ def _worker_session(spec: _InferSpec, model: Any) -> Any:
 
     from kdstore.teachers.onnx import OnnxTeacher
 
-    cache_key = (spec.key, spec.threads)
+    # The same model file may back several teachers (another output tensor, an embedding): one
+    # session per teacher configuration, not per file.
+    cache_key = (spec.key, repr((spec.name, spec.labels, spec.output_type, spec.output, spec.embedding,
+                                 spec.inputs, spec.scores, spec.threads)))
     session = _SESSIONS.get(cache_key)
     if session is None:
         path = Path(tempfile.gettempdir()) / f"kdstore-teacher-{spec.key[:24]}.onnx"
@@ -496,6 +500,8 @@ def _worker_session(spec: _InferSpec, model: Any) -> Any:
             embedding=spec.embedding, inputs=spec.inputs, scores=spec.scores,
         )
         session = teacher.open(threads=spec.threads)
+        while len(_SESSIONS) >= _MAX_SESSIONS:  # a worker serving many teachers keeps the recent ones
+            _SESSIONS.pop(next(iter(_SESSIONS))).close()
         _SESSIONS[cache_key] = session
     return session
 
