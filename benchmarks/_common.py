@@ -1,4 +1,4 @@
-"""Small helpers shared by the benchmark scripts: environment info, peak memory, result files."""
+"""Small helpers shared by the benchmark scripts: environment record, peak memory, result files."""
 
 from __future__ import annotations
 
@@ -7,40 +7,48 @@ import os
 import platform
 import subprocess
 import sys
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PACKAGES = ("kdstore", "duckdb", "numpy", "pyarrow", "onnxruntime", "onnx", "scikit-learn", "lightgbm", "tokenizers")
 
 
-def env_info() -> dict[str, Any]:
-    """Git commit, package versions and machine of this run."""
-    from importlib import metadata
-
-    def version(pkg: str) -> str | None:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return None
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                                cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    cpu = platform.processor()
+def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def env_info(packages: tuple[str, ...] = PACKAGES) -> dict[str, Any]:
+    """Git commit, package versions, Python, CPU model and core count, time (UTC)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                    text=True, check=True, cwd=Path(__file__).parent).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", False
+    versions = {}
+    for p in packages:
+        try:
+            versions[p] = version(p)
+        except PackageNotFoundError:
+            versions[p] = None
     return {
-        "commit": commit,
+        "git_commit": commit + ("+dirty" if dirty else ""),
         "python": sys.version.split()[0],
-        "packages": {p: version(p) for p in ("duckdb", "numpy", "pyarrow", "lightgbm", "sqlglot", "onnxruntime")},
-        "machine": {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform()},
+        "packages": versions,
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
@@ -52,10 +60,13 @@ def peak_rss_mb() -> float:
 
 
 def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path, Path]:
-    """Write benchmarks/results/<name>.json (with env info) and <name>.md."""
+    """Write ``results/<name>.json`` (data + env) and ``results/<name>.md`` (markdown + env footer)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"env": env_info(), **data}
-    jpath, mpath = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
-    jpath.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    mpath.write_text(markdown.rstrip() + "\n")
-    return jpath, mpath
+    env = env_info()
+    payload = {"benchmark": name, "env": env, **data}
+    jp, mp = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    jp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    pk = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    mp.write_text(markdown.rstrip() + f"\n\n---\ncommit {env['git_commit']} · {env['cpu']} · {env['cores']} cores · "
+                  f"load {env['loadavg_1m']} · Python {env['python']} · {pk} · {env['utc']}\n")
+    return jp, mp

@@ -35,6 +35,15 @@ DEFAULT_SETTINGS: dict[str, tuple[float, str]] = {
     "expert_margin": (0.05, "teachers within this margin of the best metric are experts too"),
     "z_threshold": (2.0, "consensus z-score above which an output stands out"),
     "multiclass_tolerance": (1e-3, "how far a multiclass probability row may sum from 1"),
+    # selection policies and trust (kdstore.select, kdstore.trust; views sql/select_*.sql, sql/trust_*.sql)
+    "select_metric": (0.0, "metric ranking teachers per label for selection: 0 Wilson lower bound of precision, 1 f1, 2 precision, 3 recall"),
+    "slice_experts": (1.0, "1 = choose experts per label x slice (kd.examples.slice) where the slice has min_support valid positives; 0 = per label only"),
+    "min_targets": (100.0, "until_covered: add experts best-first until a label has this many confident train targets"),
+    "confident_threshold": (0.9, "until_covered: a positive decision with score >= this is a confident target"),
+    "trust_threshold": (0.5, "trust policy: outputs whose trust p_correct >= this become targets"),
+    "trust_weighting": (0.0, "trust policy weight of an output: 0 = p_correct, 1 = log-odds ln(p / (1 - p)), 2 = K-class log-odds ln(p (K - 1) / (1 - p))"),
+    "gold_weight": (0.0, "weight of valid-split gold rows mixed into selected targets (0 = none; store.select(gold_weight=) overrides)"),
+    "calibration_bins": (10.0, "number of equal-width bins of the trust reliability curve (kd.trust_reliability)"),
 }
 
 
@@ -252,6 +261,20 @@ class Store:
         from kdstore import parquet_io
 
         return parquet_io.import_parquet(self, path, **kwargs)
+
+    # -- selection and trust (kdstore.select, kdstore.trust do the work) ----------------------------
+    def select(self, policy: str, *, run: int | None = None, gold_weight: float | None = None,
+               task: str | None = None) -> int:
+        """Materialise a selection policy into ``kd.targets``; returns the run id. See :func:`kdstore.select.select`."""
+        from kdstore import select
+
+        return select.select(self, policy, run=run, gold_weight=gold_weight, task=task).run_id
+
+    def fit_trust(self, **kwargs: Any) -> Any:
+        """Fit trust models and write ``kd.trust``. See :func:`kdstore.trust.fit_trust`."""
+        from kdstore import trust
+
+        return trust.fit_trust(self, **kwargs)
 
     # -- teachers (kdstore.teachers does the work) ------------------------------------------------
     @property
