@@ -39,6 +39,8 @@ SMALL_DATA_CONF = {
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
     "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
 }
+#: Views with no rows on the small store (none yet; a view listed here is still compared).
+EMPTY_ON_SMALL_STORE: set[str] = set()
 VIEWS = [name for name, _ in ks._view_asts()]
 
 
@@ -77,16 +79,17 @@ def duck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[kdstore.Sto
 
 @pytest.fixture(scope="module")
 def installed(spark: SparkSession, duck: tuple[kdstore.Store, Path]) -> dict[str, str]:
-    names = ks.register_tables(spark, duck[1], cache=True)
-    for view in ks.install_views(spark):
-        names[view.strip("`").removeprefix("kd_")] = view
-    return names
+    """The store's tables registered on Spark; views are installed by the tests, one at a time."""
+    return ks.register_tables(spark, duck[1], cache=True)
 
 
 @pytest.mark.parametrize("view", VIEWS)
 def test_view_equals_duckdb(spark: SparkSession, duck: tuple[kdstore.Store, Path], installed: dict[str, str], view: str) -> None:
+    # install_views(views=[v]) installs v and what it reads, so each view passes or fails on its own.
+    name = ks.install_views(spark, views=[view])[-1]
     expected = duck[0].query(f"SELECT * FROM kd.{view}")
-    got = ks.to_arrow(spark.table(installed[view]))
+    got = ks.to_arrow(spark.table(name))
+    assert expected.num_rows > 0 or view in EMPTY_ON_SMALL_STORE, f"{view} is empty on the test store: it tests nothing"
     assert_same_rows(expected, got, tol=1e-9, what=view)
 
 
@@ -133,10 +136,10 @@ def test_permanent_views_in_a_database(spark: SparkSession, duck: tuple[kdstore.
     store, folder = duck
     names = ks.register_tables(spark, folder, database="kdperm")
     assert names["labels"] == "`kdperm`.`labels`"
-    views = ks.install_views(spark, permanent=True, database="kdperm", views=VIEWS[-1:])
-    assert views[-1] == f"`kdperm`.`{VIEWS[-1]}`"
-    assert spark.catalog.getTable(f"kdperm.{VIEWS[-1]}").tableType == "VIEW"
-    assert_same_rows(store.query(f"SELECT * FROM kd.{VIEWS[-1]}"), ks.to_arrow(spark.table(f"kdperm.{VIEWS[-1]}")))
+    views = ks.install_views(spark, permanent=True, database="kdperm", views=VIEWS[:1])
+    assert views[-1] == f"`kdperm`.`{VIEWS[0]}`"
+    assert spark.catalog.getTable(f"kdperm.{VIEWS[0]}").tableType == "VIEW"
+    assert_same_rows(store.query(f"SELECT * FROM kd.{VIEWS[0]}"), ks.to_arrow(spark.table(f"kdperm.{VIEWS[0]}")))
 
 
 def test_untranslatable_sql_is_refused() -> None:
