@@ -347,7 +347,7 @@ def _view_asts() -> list[tuple[str, exp.Expression]]:
     return [(n, parsed[n]) for n in order]
 
 
-def _spark_fixes(tree: exp.Expression, view: str) -> exp.Expression:
+def _spark_fixes(tree: Any, view: str) -> exp.Expression:
     """Make DuckDB semantics explicit where Spark SQL differs and sqlglot does not cover it."""
     from sqlglot import exp
 
@@ -367,7 +367,8 @@ def _spark_fixes(tree: exp.Expression, view: str) -> exp.Expression:
             return exp.cast(node.copy(), exp.DataType.build("DOUBLE"))
         return node
 
-    return tree.transform(decimal_to_double)
+    out: exp.Expression = tree.transform(decimal_to_double)
+    return out
 
 
 def _spark_view(name: str, create: exp.Expression, *, prefix: str, database: str | None) -> SparkView:
@@ -510,6 +511,7 @@ class _SparkRunner:
         tree = sqlglot.parse_one(text, read="duckdb")
         args = {n: self.params[n] for n in names}
         query = tree.expression if isinstance(tree, (exp.Create, exp.Insert)) else tree
+        assert isinstance(query, exp.Expression), name
         body = _rename_kd(_adapt(_spark_fixes(query.copy(), f"labelmodel/{name}")), prefix=self.prefix, database=None)
         return tree, str(body.sql(dialect="spark")), args
 

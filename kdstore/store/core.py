@@ -264,11 +264,6 @@ class Store:
         """Rows of the view ``kd.<name>`` as Arrow. See :func:`kdstore.evaluate.view`."""
         from kdstore import evaluate
 
-    # -- Parquet round trip (kdstore.parquet_io does the work) -----------------------------------
-    def export_parquet(self, path: str | Path, **kwargs: Any) -> ExportResult:
-        """Write the store as Parquet, one folder per table. See :func:`kdstore.parquet_io.export_parquet`."""
-        from kdstore import parquet_io
-
         return evaluate.view(self, name, **kwargs)
 
     @property
@@ -284,8 +279,6 @@ class Store:
         from kdstore import labelmodel
 
         return labelmodel.fit_label_model(self, **kwargs)
-
-        return parquet_io.import_parquet(self, path, **kwargs)
 
     # -- selection and trust (kdstore.select, kdstore.trust do the work) ----------------------------
     def select(self, policy: str, *, run: int | None = None, gold_weight: float | None = None,
