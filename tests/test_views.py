@@ -334,3 +334,56 @@ def test_view_execution_error_wraps_engine_failures(mstore: kdstore.Store) -> No
         with pytest.raises(kdstore.ViewExecutionError, match="view broken") as info:
             mstore.view("broken")
         assert re.search(r'FROM "kd"\."broken"', info.value.sql())
+
+
+# ---------------------------------------------------------------------------------------------
+# real data: WRENCH label functions against Snorkel's LFAnalysis formulas on the vote matrix
+# ---------------------------------------------------------------------------------------------
+def _snorkel_lf_summary(votes: np.ndarray, gold: np.ndarray | None) -> dict[str, np.ndarray | list[list[int]]]:
+    """LFAnalysis(L).lf_summary(Y) column by column, from Snorkel's definitions (-1 = abstain)."""
+    n = votes.shape[0]
+    on = votes != -1
+    per_row = on.sum(axis=1)
+    distinct = np.array([len(set(r[r != -1].tolist())) for r in votes])
+    out: dict[str, np.ndarray | list[list[int]]] = {
+        "polarity": [sorted(set(votes[on[:, j], j].tolist())) for j in range(votes.shape[1])],
+        "coverage": on.sum(0) / n,
+        "overlaps": (on & (per_row > 1)[:, None]).sum(0) / n,
+        "conflicts": (on & (distinct > 1)[:, None]).sum(0) / n,
+    }
+    if gold is not None:
+        correct = (on & (votes == gold[:, None])).sum(0)
+        out["correct"] = correct
+        out["incorrect"] = on.sum(0) - correct
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["emp_acc"] = np.nan_to_num(correct / on.sum(0))
+    return out
+
+
+@pytest.mark.parametrize("name", ["youtube", "trec"])
+def test_teacher_summary_equals_snorkel_formulas_on_wrench(mstore: kdstore.Store, name: str) -> None:
+    from kdstore.datasets.wrench import load_wrench, read_wrench
+    from tests.conftest import WRENCH
+
+    classes, table = read_wrench(name, WRENCH)
+    votes_all = np.asarray(table.column("votes").combine_chunks().flatten().to_numpy(), np.int64).reshape(table.num_rows, -1)
+    split = np.asarray(table.column("split").to_pylist(), dtype=object)
+    gold = table.column("gold").to_numpy()
+    with rolled_back(mstore):
+        ws = load_wrench(mstore, name, WRENCH, progress=False)
+        rows = {(r["teacher"], r["split"]): r for r in view_rows(mstore, "teacher_summary")}
+    to_label = dict(enumerate(ws.label_ids))
+    for sp in ("train", "valid"):
+        m = split == sp
+        want = _snorkel_lf_summary(votes_all[m], gold[m] if sp == "valid" else None)
+        for j, teacher in enumerate(ws.teachers):
+            got = rows[(teacher, sp)]
+            assert got["polarity"] == [to_label[k] for k in want["polarity"][j]], (teacher, sp)
+            for col in ("coverage", "overlaps", "conflicts"):
+                assert got[col] == pytest.approx(want[col][j], abs=1e-12), (teacher, sp, col)
+            if sp == "valid":
+                assert (got["correct"], got["incorrect"]) == (want["correct"][j], want["incorrect"][j]), teacher
+                assert got["emp_acc"] == pytest.approx(want["emp_acc"][j], abs=1e-12), teacher
+            else:
+                assert got["correct"] is None and got["emp_acc"] is None
+    assert len(classes) == len(ws.label_ids)

@@ -18,17 +18,45 @@ WITH v AS (
     ON v.example_id = g.example_id
   GROUP BY
     g.example_id
+), th AS (
+  SELECT
+    t.teacher_id,
+    t.output_type IN ('multiclass', 'vote') AS by_argmax,
+    COALESCE(t.threshold, p.threshold) AS threshold
+  FROM kd.teachers AS t
+  CROSS JOIN kd.params AS p
+  WHERE
+    t.output_type IN ('binary', 'multilabel', 'multiclass', 'vote')
+), vr AS (
+  SELECT
+    s.teacher_id,
+    s.scores,
+    th.by_argmax,
+    th.threshold,
+    CASE WHEN th.by_argmax THEN ARRAY_POSITION(s.scores, ARRAY_MAX(s.scores)) END AS winner,
+    gl.labels
+  FROM kd.scores AS s
+  JOIN th
+    ON th.teacher_id = s.teacher_id
+  JOIN v
+    ON v.example_id = s.example_id
+  LEFT JOIN gl
+    ON gl.example_id = s.example_id
 ), d AS (
   SELECT
-    d.teacher_id,
-    d.label_id,
-    d.positive,
-    COALESCE(ARRAY_CONTAINS(gl.labels, d.label_id), FALSE) AS gold
-  FROM kd.decisions AS d
-  JOIN v
-    ON v.example_id = d.example_id
-  LEFT JOIN gl
-    ON gl.example_id = d.example_id
+    vr.teacher_id,
+    tl.label_id,
+    CASE
+      WHEN vr.by_argmax
+      THEN vr.winner = tl.output_index + 1
+      ELSE ELEMENT_AT(vr.scores, tl.output_index + 1) >= vr.threshold
+    END AS positive,
+    COALESCE(ARRAY_CONTAINS(vr.labels, tl.label_id), FALSE) AS gold
+  FROM vr
+  JOIN kd.teacher_labels AS tl
+    ON tl.teacher_id = vr.teacher_id
+  WHERE
+    NOT ELEMENT_AT(vr.scores, tl.output_index + 1) IS NULL
 ), k AS (
   SELECT
     teacher_id,
