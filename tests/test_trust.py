@@ -311,3 +311,16 @@ def test_feedback_with_the_real_student(store: kdstore.Store) -> None:
     assert params["student"] is True
     run = json.loads(store.one("SELECT params FROM kd.runs WHERE run_id = ?", [rounds[1].select_run_id])[0])
     assert run["policy"] == "trust" and run["task"] == "multiclass" and run["gold_weight"] == 0.0
+
+
+@pytest.mark.slow
+def test_label_model_posteriors_as_a_feature(store: kdstore.Store) -> None:
+    """kd.label_model_posteriors (kdstore.labelmodel, fit on train only) plugs in as a label-score feature."""
+    from kdstore import labelmodel
+
+    synthetic(store, n_valid=120, n_train=120, n_test=10)
+    labelmodel.fit_label_model(store, fit_splits=("train",))
+    r = ktrust.fit_trust(store, label_scores=["kd.label_model_posteriors"], params=SMALL, rounds=10)
+    feats = json.loads(store.one("SELECT params FROM kd.models WHERE model_id = ?", [r.model_ids[tid(store, "ctx")]])[0])
+    assert "ls_kd.label_model_posteriors" in feats["features"]
+    assert ktrust.refit(store, r.run_id).units == r.units
