@@ -263,3 +263,42 @@ def test_hypothesis_sql_equals_numpy(votes: list[list[int]], model: str, observe
     with _votes_store(np.array(votes), n_classes=4) as store:  # label 3: nobody votes for it
         res = fit_label_model(store, model=model, abstain=abstain, max_iter=30)
         _compare(store, res, model=model, abstain=abstain, max_iter=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# WRENCH regression: the valid-selected variants of benchmarks/labelfree_quality.py stay within
+# the margin (target = max(published DS, MeTaL) - 1), scored with the README's tie rule
+# ---------------------------------------------------------------------------------------------
+def _wrench_test_score(store: kdstore.Store, name: str, label_ids: tuple[int, ...]) -> float:
+    import json
+
+    from kdstore.datasets.wrench import FILE_OFFSET
+
+    order = {FILE_OFFSET["test"] + int(k): i for i, k in enumerate(json.loads((WRENCH / name / "test.json").read_text()))}
+    gold = dict(store.con.execute(
+        "SELECT g.example_id, g.label_id FROM kd.gold g JOIN kd.examples e USING (example_id) WHERE e.split = 'test'").fetchall())
+    post = labelmodel.posteriors(store, splits=["test"]).to_pydict()
+    col = {lab: j for j, lab in enumerate(label_ids)}
+    ids = sorted(gold, key=lambda e: order[e])
+    row = {e: i for i, e in enumerate(ids)}
+    probs = np.zeros((len(ids), len(label_ids)))
+    for e, lab, p in zip(post["example_id"], post["label_id"], post["posterior"], strict=True):
+        probs[row[e], col[lab]] = p
+    pred = probs_to_preds(probs)  # index = position in test.json, as WRENCH scores
+    y = np.array([col[gold[e]] for e in ids])
+    return 100.0 * float((pred == y).mean())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "target", "kwargs"), [
+    ("youtube", 83.0, {"abstain": "propensity", "class_prior": "valid", "smoothing": 0.1, "max_iter": 2}),
+    ("trec", 56.6, {"abstain": "propensity", "class_prior": "valid", "smoothing": 1.0, "max_iter": 1}),
+])
+def test_wrench_quality_stays_within_the_margin(name: str, target: float, kwargs: dict[str, object]) -> None:
+    from kdstore.datasets.wrench import load_wrench
+
+    with kdstore.connect() as store:
+        ws = load_wrench(store, name, WRENCH)
+        fit_label_model(store, store_posteriors=False, **kwargs)  # type: ignore[arg-type]
+        score = _wrench_test_score(store, name, ws.label_ids)
+        assert score >= target, f"{name}: {score:.2f} < {target}"
