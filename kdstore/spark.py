@@ -365,6 +365,9 @@ def _spark_fixes(tree: Any, view: str) -> exp.Expression:
         # Spark keeps DECIMAL through the division and rounds to 6 digits. DOUBLE matches to 1e-15.
         if isinstance(node, exp.Literal) and node.is_number and "." in node.this and "e" not in node.this.lower():
             return exp.cast(node.copy(), exp.DataType.build("DOUBLE"))
+        # DuckDB's list[i] is NULL out of bounds; Spark's ELEMENT_AT raises under ANSI mode.
+        if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
+            return exp.Anonymous(this="TRY_ELEMENT_AT", expressions=[node.this.copy(), node.expressions[0].copy()])
         return node
 
     out: exp.Expression = tree.transform(decimal_to_double)
