@@ -224,7 +224,8 @@ def test_cli_sql_views_query(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "CREATE OR REPLACE VIEW kd.label_metrics AS" in out and "COLLECT_LIST" in out
     assert cli.main(["sql", str(db)]) == 0
-    assert capsys.readouterr().out.startswith("-- kd.params  (sql/params.sql)\n-- params:")
+    out = capsys.readouterr().out
+    assert out.startswith("-- kd.") and "-- kd.params  (sql/params.sql)\n-- params:" in out
     assert cli.main(["views", str(db)]) == 0
     out = capsys.readouterr().out
     assert "kd.label_metrics" in out and "precision_lb" in out

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from kdstore.evaluate import Evaluation
+    from kdstore.parquet_io import ExportResult, ImportResult
     from kdstore.student.registry import Models
     from kdstore.teachers import RunReport, Teacher, TeacherRegistry
 
@@ -39,6 +40,10 @@ DEFAULT_SETTINGS: dict[str, tuple[float, str]] = {
     ),
     "z_threshold": (2.0, "consensus z-score above which an output stands out"),
     "multiclass_tolerance": (1e-3, "how far a multiclass probability row may sum from 1"),
+    "label_model_max_iter": (100.0, "label model (Dawid-Skene EM): maximum EM iterations"),
+    "label_model_tol": (1e-6, "label model: stop when no parameter (confusion entry, class prior) moves more than this"),
+    "label_model_smoothing": (0.1, "label model: Dirichlet pseudo-count added to every symbol of every confusion row"),
+    "label_model_prior_smoothing": (1.0, "label model: Dirichlet pseudo-count added to every class of the class prior"),
     # selection policies and trust (kdstore.select, kdstore.trust; views sql/select_*.sql, sql/trust_*.sql)
     "select_metric": (0.0, "metric ranking teachers per label for selection: 0 Wilson lower bound of precision, 1 f1, 2 precision, 3 recall"),
     "slice_experts": (1.0, "1 = choose experts per label x slice (kd.examples.slice) where the slice has min_support valid positives; 0 = per label only"),
@@ -267,6 +272,14 @@ class Store:
         from kdstore.evaluate import Evaluation
 
         return Evaluation(self)
+
+    # -- label-free evaluation (kdstore.labelmodel does the work) -------------------------------
+    def fit_label_model(self, **kwargs: Any) -> Any:
+        """Fit a Dawid–Skene label model by EM in SQL. See :func:`kdstore.labelmodel.fit_label_model`."""
+        from kdstore import labelmodel
+
+        return labelmodel.fit_label_model(self, **kwargs)
+
     # -- selection and trust (kdstore.select, kdstore.trust do the work) ----------------------------
     def select(self, policy: str, *, run: int | None = None, gold_weight: float | None = None,
                task: str | None = None) -> int:
@@ -280,6 +293,19 @@ class Store:
         from kdstore import trust
 
         return trust.fit_trust(self, **kwargs)
+
+    # -- Parquet round trip (kdstore.parquet_io does the work) -----------------------------------
+    def export_parquet(self, path: str | Path, **kwargs: Any) -> ExportResult:
+        """Write the store as Parquet, one folder per table. See :func:`kdstore.parquet_io.export_parquet`."""
+        from kdstore import parquet_io
+
+        return parquet_io.export_parquet(self, path, **kwargs)
+
+    def import_parquet(self, path: str | Path, **kwargs: Any) -> ImportResult:
+        """Load tables from a Parquet folder in one transaction. See :func:`kdstore.parquet_io.import_parquet`."""
+        from kdstore import parquet_io
+
+        return parquet_io.import_parquet(self, path, **kwargs)
 
     # -- teachers (kdstore.teachers does the work) ------------------------------------------------
     @property
