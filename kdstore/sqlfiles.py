@@ -561,6 +561,8 @@ PASS_THROUGH_OK: dict[str, frozenset[str]] = {
 #: Dialects whose array subscript is 0-based (DuckDB's is 1-based). sqlglot shifts literal
 #: subscripts but leaves computed ones (``a[i + 1]``) as they are, silently off by one.
 _ZERO_BASED = frozenset({"spark", "spark2", "databricks", "hive", "presto", "trino", "athena", "bigquery"})
+#: Spark's family: TRY_ELEMENT_AT exists, decimal literals stay DECIMAL.
+_SPARK = frozenset({"spark", "databricks"})
 #: Dialects that allow one generator (UNNEST/EXPLODE) per SELECT.
 _ONE_GENERATOR = frozenset({"spark", "spark2", "databricks", "hive"})
 
@@ -593,16 +595,31 @@ def _where(node: exp.Expression, v: ViewFile) -> str:
 
 
 def _adapt(query: exp.Expression, dialect: str) -> exp.Expression:
-    """Rewrites that keep meaning where sqlglot alone would not."""
+    """Rewrites that keep meaning where sqlglot alone would not.
+
+    * DuckDB's ``list[i]`` is 1-based and NULL out of bounds. sqlglot shifts literal subscripts for
+      0-based dialects but leaves computed ones (``a[i + 1]``) as they are, silently off by one: they
+      become 1-based ``ELEMENT_AT`` — in Spark ``TRY_ELEMENT_AT``, NULL out of bounds even in ANSI
+      mode, where ``ELEMENT_AT`` raises.
+    * Spark keeps a decimal literal (``2.0``) DECIMAL through a division and rounds to 6 digits,
+      where DuckDB's result is DOUBLE: such literals become ``CAST(... AS DOUBLE)`` (found by
+      executing the views on Spark, kdstore/spark.py; equal to 1e-15).
+    """
     from sqlglot import exp
 
+    spark = dialect in _SPARK
     if dialect not in _ZERO_BASED:
         return query
 
     def fix(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Bracket) and len(node.expressions) == 1 and not node.expressions[0].is_int:
-            # 1-based element access whatever the dialect's subscript base; NULL index -> NULL
-            return exp.Anonymous(this="ELEMENT_AT", expressions=[node.this.copy(), node.expressions[0].copy()])
+        if isinstance(node, exp.Bracket) and len(node.expressions) == 1 and (spark or not node.expressions[0].is_int):
+            fn = "TRY_ELEMENT_AT" if spark else "ELEMENT_AT"
+            return exp.Anonymous(this=fn, expressions=[node.this.copy(), node.expressions[0].copy()])
+        if (
+            spark and isinstance(node, exp.Literal) and node.is_number and "." in node.this
+            and "e" not in node.this.lower() and not isinstance(node.parent, exp.Cast)
+        ):
+            return exp.cast(node.copy(), exp.DataType.build("DOUBLE"))
         return node
 
     return query.transform(fix)

@@ -167,9 +167,11 @@ def test_stale_builtin_views_are_dropped(tmp_path: Path) -> None:
 def test_transpile_whole_set_to_spark() -> None:
     text = sqlfiles.transpile(sqlfiles.load_views(), "spark")
     assert text.index("kd.params ") < text.index("kd.decisions ") < text.index("kd.label_metrics ")
-    # DuckDB's 1-based computed subscripts become Spark's 1-based ELEMENT_AT, never a[i]
-    assert "ELEMENT_AT(r.scores, tl.output_index + 1)" in text
+    # DuckDB's 1-based computed subscripts become Spark's 1-based TRY_ELEMENT_AT (NULL out of
+    # bounds, as in DuckDB), never a[i]; decimal literals become DOUBLE as in DuckDB
+    assert "TRY_ELEMENT_AT(r.scores, tl.output_index + 1)" in text
     assert "scores[" not in text
+    assert "CAST(2509.0809287301226727 AS DOUBLE)" in text
 
 
 @pytest.mark.parametrize(

@@ -19,14 +19,14 @@ WITH tp AS (
   SELECT
     s.example_id,
     tp.page,
-    ELEMENT_AT(s.scores, tp.p1) AS v1,
-    ELEMENT_AT(s.scores, tp.p2) AS v2,
-    ELEMENT_AT(s.scores, tp.p3) AS v3,
-    ELEMENT_AT(s.scores, tp.p4) AS v4,
-    ELEMENT_AT(s.scores, tp.p5) AS v5,
-    ELEMENT_AT(s.scores, tp.p6) AS v6,
-    ELEMENT_AT(s.scores, tp.p7) AS v7,
-    ELEMENT_AT(s.scores, tp.p8) AS v8,
+    TRY_ELEMENT_AT(s.scores, tp.p1) AS v1,
+    TRY_ELEMENT_AT(s.scores, tp.p2) AS v2,
+    TRY_ELEMENT_AT(s.scores, tp.p3) AS v3,
+    TRY_ELEMENT_AT(s.scores, tp.p4) AS v4,
+    TRY_ELEMENT_AT(s.scores, tp.p5) AS v5,
+    TRY_ELEMENT_AT(s.scores, tp.p6) AS v6,
+    TRY_ELEMENT_AT(s.scores, tp.p7) AS v7,
+    TRY_ELEMENT_AT(s.scores, tp.p8) AS v8,
     ARRAY_MIN(s.scores) AS lo,
     ARRAY_MAX(s.scores) AS hi
   FROM kd.scores AS s
@@ -71,7 +71,7 @@ WITH tp AS (
     a.*,
     a.n1 + a.n2 + a.n3 + a.n4 + a.n5 + a.n6 + a.n7 + a.n8 AS n_all,
     (
-      a.n1 * COALESCE(a.m1, 0.0) + a.n2 * COALESCE(a.m2, 0.0) + a.n3 * COALESCE(a.m3, 0.0) + a.n4 * COALESCE(a.m4, 0.0) + a.n5 * COALESCE(a.m5, 0.0) + a.n6 * COALESCE(a.m6, 0.0) + a.n7 * COALESCE(a.m7, 0.0) + a.n8 * COALESCE(a.m8, 0.0)
+      a.n1 * COALESCE(a.m1, CAST(0.0 AS DOUBLE)) + a.n2 * COALESCE(a.m2, CAST(0.0 AS DOUBLE)) + a.n3 * COALESCE(a.m3, CAST(0.0 AS DOUBLE)) + a.n4 * COALESCE(a.m4, CAST(0.0 AS DOUBLE)) + a.n5 * COALESCE(a.m5, CAST(0.0 AS DOUBLE)) + a.n6 * COALESCE(a.m6, CAST(0.0 AS DOUBLE)) + a.n7 * COALESCE(a.m7, CAST(0.0 AS DOUBLE)) + a.n8 * COALESCE(a.m8, CAST(0.0 AS DOUBLE))
     ) / CAST(NULLIF(a.n1 + a.n2 + a.n3 + a.n4 + a.n5 + a.n6 + a.n7 + a.n8, 0) AS DOUBLE) AS mean_all
   FROM a
   WHERE
@@ -88,53 +88,53 @@ WITH tp AS (
     b.*,
     COALESCE(b.q1 * (
       b.n1 - 1
-    ), 0.0) + COALESCE(b.q2 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.q2 * (
       b.n2 - 1
-    ), 0.0) + COALESCE(b.q3 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.q3 * (
       b.n3 - 1
-    ), 0.0) + COALESCE(b.q4 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.q4 * (
       b.n4 - 1
-    ), 0.0) + COALESCE(b.q5 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.q5 * (
       b.n5 - 1
-    ), 0.0) + COALESCE(b.q6 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.q6 * (
       b.n6 - 1
-    ), 0.0) + COALESCE(b.q7 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.q7 * (
       b.n7 - 1
-    ), 0.0) + COALESCE(b.q8 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.q8 * (
       b.n8 - 1
-    ), 0.0) + COALESCE(b.n1 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.n1 * (
       b.m1 - b.mean_all
     ) * (
       b.m1 - b.mean_all
-    ), 0.0) + COALESCE(b.n2 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.n2 * (
       b.m2 - b.mean_all
     ) * (
       b.m2 - b.mean_all
-    ), 0.0) + COALESCE(b.n3 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.n3 * (
       b.m3 - b.mean_all
     ) * (
       b.m3 - b.mean_all
-    ), 0.0) + COALESCE(b.n4 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.n4 * (
       b.m4 - b.mean_all
     ) * (
       b.m4 - b.mean_all
-    ), 0.0) + COALESCE(b.n5 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.n5 * (
       b.m5 - b.mean_all
     ) * (
       b.m5 - b.mean_all
-    ), 0.0) + COALESCE(b.n6 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.n6 * (
       b.m6 - b.mean_all
     ) * (
       b.m6 - b.mean_all
-    ), 0.0) + COALESCE(b.n7 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.n7 * (
       b.m7 - b.mean_all
     ) * (
       b.m7 - b.mean_all
-    ), 0.0) + COALESCE(b.n8 * (
+    ), CAST(0.0 AS DOUBLE)) + COALESCE(b.n8 * (
       b.m8 - b.mean_all
     ) * (
       b.m8 - b.mean_all
-    ), 0.0) AS m2_all
+    ), CAST(0.0 AS DOUBLE)) AS m2_all
   FROM b
 ), e AS (
   SELECT
@@ -195,7 +195,7 @@ SELECT
     WHEN e.n_example < 2
     THEN NULL
     WHEN e.lo_example = e.hi_example
-    THEN 0.0
+    THEN CAST(0.0 AS DOUBLE)
     ELSE SQRT(f.m2_example / (
       e.n_example - 1
     ))

@@ -38,7 +38,7 @@ WITH tp AS (
     r.teacher_id,
     r.example_id,
     ts.label_id,
-    CAST(ELEMENT_AT(r.scores, ts.output_index + 1) AS DOUBLE) AS score,
+    CAST(TRY_ELEMENT_AT(r.scores, ts.output_index + 1) AS DOUBLE) AS score,
     CASE ts.slot
       WHEN 0
       THEN r.mean1
@@ -88,10 +88,10 @@ SELECT
   o.score,
   (
     o.score - o.mean
-  ) / NULLIF(o.stddev, 0.0) AS z,
+  ) / NULLIF(o.stddev, CAST(0.0 AS DOUBLE)) AS z,
   (
     o.score - o.mean_example
-  ) / NULLIF(o.stddev_example, 0.0) AS z_example
+  ) / NULLIF(o.stddev_example, CAST(0.0 AS DOUBLE)) AS z_example
 FROM o
 WHERE
   NOT o.score IS NULL;

@@ -33,15 +33,15 @@ SELECT
   r.example_id,
   tl.label_id,
   tl.output_index,
-  CAST(ELEMENT_AT(r.scores, tl.output_index + 1) AS DOUBLE) AS score,
+  CAST(TRY_ELEMENT_AT(r.scores, tl.output_index + 1) AS DOUBLE) AS score,
   CASE WHEN r.by_argmax THEN NULL ELSE r.threshold END AS threshold,
   CASE
     WHEN r.by_argmax
     THEN r.winner = tl.output_index + 1
-    ELSE ELEMENT_AT(r.scores, tl.output_index + 1) >= r.threshold
+    ELSE TRY_ELEMENT_AT(r.scores, tl.output_index + 1) >= r.threshold
   END AS positive
 FROM r
 JOIN kd.teacher_labels AS tl
   ON tl.teacher_id = r.teacher_id
 WHERE
-  NOT ELEMENT_AT(r.scores, tl.output_index + 1) IS NULL;
+  NOT TRY_ELEMENT_AT(r.scores, tl.output_index + 1) IS NULL;

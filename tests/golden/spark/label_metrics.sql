@@ -49,14 +49,14 @@ WITH v AS (
     CASE
       WHEN vr.by_argmax
       THEN vr.winner = tl.output_index + 1
-      ELSE ELEMENT_AT(vr.scores, tl.output_index + 1) >= vr.threshold
+      ELSE TRY_ELEMENT_AT(vr.scores, tl.output_index + 1) >= vr.threshold
     END AS positive,
     COALESCE(ARRAY_CONTAINS(vr.labels, tl.label_id), FALSE) AS gold
   FROM vr
   JOIN kd.teacher_labels AS tl
     ON tl.teacher_id = vr.teacher_id
   WHERE
-    NOT ELEMENT_AT(vr.scores, tl.output_index + 1) IS NULL
+    NOT TRY_ELEMENT_AT(vr.scores, tl.output_index + 1) IS NULL
 ), k AS (
   SELECT
     teacher_id,
@@ -135,28 +135,28 @@ SELECT
   CAST(r.tp + r.tn AS DOUBLE) / NULLIF(r.covered, 0) AS accuracy,
   (
     r.precision + r.z * r.z / (
-      2.0 * r.n_pos
+      CAST(2.0 AS DOUBLE) * r.n_pos
     ) - r.z * SQRT(
       r.precision * (
-        1.0 - r.precision
+        CAST(1.0 AS DOUBLE) - r.precision
       ) / r.n_pos + r.z * r.z / (
-        4.0 * r.n_pos * r.n_pos
+        CAST(4.0 AS DOUBLE) * r.n_pos * r.n_pos
       )
     )
   ) / (
-    1.0 + r.z * r.z / r.n_pos
+    CAST(1.0 AS DOUBLE) + r.z * r.z / r.n_pos
   ) AS precision_lb,
   (
     r.recall + r.z * r.z / (
-      2.0 * r.n_gold
+      CAST(2.0 AS DOUBLE) * r.n_gold
     ) - r.z * SQRT(
       r.recall * (
-        1.0 - r.recall
+        CAST(1.0 AS DOUBLE) - r.recall
       ) / r.n_gold + r.z * r.z / (
-        4.0 * r.n_gold * r.n_gold
+        CAST(4.0 AS DOUBLE) * r.n_gold * r.n_gold
       )
     )
   ) / (
-    1.0 + r.z * r.z / r.n_gold
+    CAST(1.0 AS DOUBLE) + r.z * r.z / r.n_gold
   ) AS recall_lb
 FROM r;

@@ -61,7 +61,7 @@ WITH run AS (
       THEN -2
       ELSE tl.label_id
     END AS voted,
-    1.0 AS w
+    CAST(1.0 AS DOUBLE) AS w
   FROM top
   JOIN kd.teacher_labels AS tl
     ON tl.teacher_id = top.teacher_id AND tl.output_index = top.output_index
@@ -72,9 +72,9 @@ WITH run AS (
     o.example_id,
     o.teacher_id,
     o.label_id AS voted,
-    GREATEST(CAST(o.score AS DOUBLE), 0.0) / NULLIF(
-      SUM(GREATEST(CAST(o.score AS DOUBLE), 0.0)) OVER (PARTITION BY o.teacher_id, o.example_id),
-      0.0
+    GREATEST(CAST(o.score AS DOUBLE), CAST(0.0 AS DOUBLE)) / NULLIF(
+      SUM(GREATEST(CAST(o.score AS DOUBLE), CAST(0.0 AS DOUBLE))) OVER (PARTITION BY o.teacher_id, o.example_id),
+      CAST(0.0 AS DOUBLE)
     ) AS w
   FROM kd.outputs AS o
   JOIN teachers AS t
@@ -95,7 +95,7 @@ WITH run AS (
     top.example_id,
     top.teacher_id,
     tl.label_id AS voted,
-    LEAST(GREATEST(CAST(top.score AS DOUBLE), 0.0), 1.0) AS w
+    LEAST(GREATEST(CAST(top.score AS DOUBLE), CAST(0.0 AS DOUBLE)), CAST(1.0 AS DOUBLE)) AS w
   FROM top
   JOIN kd.teacher_labels AS tl
     ON tl.teacher_id = top.teacher_id AND tl.output_index = top.output_index
@@ -106,7 +106,7 @@ WITH run AS (
     top.example_id,
     top.teacher_id,
     -2 AS voted,
-    1.0 - LEAST(GREATEST(CAST(top.score AS DOUBLE), 0.0), 1.0) AS w
+    CAST(1.0 AS DOUBLE) - LEAST(GREATEST(CAST(top.score AS DOUBLE), CAST(0.0 AS DOUBLE)), CAST(1.0 AS DOUBLE)) AS w
   FROM top
   WHERE
     top.output_type = 'binary' AND top.score < 1
@@ -144,7 +144,7 @@ WITH run AS (
     th.teacher_id,
     th.label_id,
     th.voted,
-    th.lp - CASE WHEN run.abstain = 'observe' THEN ab.lp ELSE 0.0 END AS x
+    th.lp - CASE WHEN run.abstain = 'observe' THEN ab.lp ELSE CAST(0.0 AS DOUBLE) END AS x
   FROM theta AS th
   CROSS JOIN run
   LEFT JOIN theta AS ab
@@ -154,7 +154,11 @@ WITH run AS (
 ), base AS (
   SELECT
     p.label_id,
-    LN(p.prior) + CASE WHEN run.abstain = 'observe' THEN COALESCE(a.s, 0.0) ELSE 0.0 END AS base
+    LN(p.prior) + CASE
+      WHEN run.abstain = 'observe'
+      THEN COALESCE(a.s, CAST(0.0 AS DOUBLE))
+      ELSE CAST(0.0 AS DOUBLE)
+    END AS base
   FROM kd.label_model_priors AS p
   JOIN run
     ON run.run_id = p.run_id
@@ -185,7 +189,7 @@ WITH run AS (
     e.example_id,
     e.split,
     b.label_id,
-    b.base + COALESCE(v.s, 0.0) AS s
+    b.base + COALESCE(v.s, CAST(0.0 AS DOUBLE)) AS s
   FROM kd.examples AS e
   CROSS JOIN base AS b
   LEFT JOIN votes AS v

@@ -5,7 +5,7 @@ SELECT
   label_id,
   CAST(score AS DOUBLE) AS value,
   metric * score AS evidence,
-  1.0 AS weight,
+  CAST(1.0 AS DOUBLE) AS weight,
   teacher_id,
   'best_per_label' AS rule
 FROM kd.select_candidates

@@ -23,9 +23,9 @@ WITH cfg AS (
     label_id,
     COUNT(*) AS n_eval,
     SUM((
-      n_pos - 1.0
+      n_pos - CAST(1.0 AS DOUBLE)
     ) / (
-      n - 1.0
+      n - CAST(1.0 AS DOUBLE)
     )) AS agree
   FROM d
   WHERE
@@ -40,9 +40,9 @@ WITH cfg AS (
     a.n_eval,
     a.agree / a.n_eval AS agreement,
     (
-      a.agree + 1.0
+      a.agree + CAST(1.0 AS DOUBLE)
     ) / (
-      a.n_eval + 2.0
+      a.n_eval + CAST(2.0 AS DOUBLE)
     ) AS metric
   FROM agg AS a
   CROSS JOIN cfg

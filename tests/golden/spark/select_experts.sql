@@ -18,7 +18,7 @@ SELECT
   label_id,
   SUM(metric * score) / SUM(metric) AS value,
   SUM(metric * score) AS evidence,
-  1.0 AS weight,
+  CAST(1.0 AS DOUBLE) AS weight,
   MAX(CASE WHEN rn = 1 THEN teacher_id END) AS teacher_id,
   'experts' AS rule
 FROM c

@@ -13,17 +13,19 @@ WITH cfg AS (
 ), tail AS (
   SELECT
     *,
-    SQRT(-2.0 * LN(GREATEST((
-      1.0 - confidence
-    ) / 2.0, 1e-300))) AS t
+    SQRT(
+      -CAST(2.0 AS DOUBLE) * LN(GREATEST((
+        CAST(1.0 AS DOUBLE) - confidence
+      ) / CAST(2.0 AS DOUBLE), 1e-300))
+    ) AS t
   FROM cfg
 ), zq AS (
   SELECT
     *,
     t - (
-      2.515517 + 0.802853 * t + 0.010328 * t * t
+      CAST(2.515517 AS DOUBLE) + CAST(0.802853 AS DOUBLE) * t + CAST(0.010328 AS DOUBLE) * t * t
     ) / (
-      1.0 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t
+      CAST(1.0 AS DOUBLE) + CAST(1.432788 AS DOUBLE) * t + CAST(0.189269 AS DOUBLE) * t * t + CAST(0.001308 AS DOUBLE) * t * t * t
     ) AS z
   FROM tail
 ), keyed AS (
@@ -114,7 +116,7 @@ WITH cfg AS (
     b.support - b.tp AS fn,
     b.tp / NULLIF(b.tp + b.fp, 0) AS precision,
     b.tp / NULLIF(b.support, 0) AS recall,
-    2.0 * b.tp / NULLIF(2 * b.tp + b.fp + (
+    CAST(2.0 AS DOUBLE) * b.tp / NULLIF(2 * b.tp + b.fp + (
       b.support - b.tp
     ), 0) AS f1,
     CASE
@@ -123,7 +125,7 @@ WITH cfg AS (
         b.tp / (
           b.tp + b.fp
         ) + zq.z * zq.z / (
-          2.0 * (
+          CAST(2.0 AS DOUBLE) * (
             b.tp + b.fp
           )
         ) - zq.z * SQRT(
@@ -132,13 +134,13 @@ WITH cfg AS (
               b.tp + b.fp
             )
           ) * (
-            1.0 - b.tp / (
+            CAST(1.0 AS DOUBLE) - b.tp / (
               b.tp + b.fp
             )
           ) / (
             b.tp + b.fp
           ) + zq.z * zq.z / (
-            4.0 * (
+            CAST(4.0 AS DOUBLE) * (
               b.tp + b.fp
             ) * (
               b.tp + b.fp
@@ -146,7 +148,7 @@ WITH cfg AS (
           )
         )
       ) / (
-        1.0 + zq.z * zq.z / (
+        CAST(1.0 AS DOUBLE) + zq.z * zq.z / (
           b.tp + b.fp
         )
       )

@@ -32,10 +32,10 @@ WITH cfg AS (
       WHEN cfg.mode = 0
       THEN o.p_correct
       ELSE LN(
-        LEAST(o.p_correct, 1.0 - 1e-6) * (
+        LEAST(o.p_correct, CAST(1.0 AS DOUBLE) - 1e-6) * (
           CASE WHEN cfg.mode = 2 THEN k.k - 1 ELSE 1 END
         ) / (
-          1.0 - LEAST(o.p_correct, 1.0 - 1e-6)
+          CAST(1.0 AS DOUBLE) - LEAST(o.p_correct, CAST(1.0 AS DOUBLE) - 1e-6)
         )
       )
     END AS w

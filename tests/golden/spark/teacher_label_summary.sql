@@ -80,7 +80,7 @@ SELECT
   END AS incorrect,
   CASE
     WHEN sp.split = 'valid'
-    THEN COALESCE(agg.correct / CAST(NULLIF(agg.fired, 0) AS DOUBLE), 0.0)
+    THEN COALESCE(agg.correct / CAST(NULLIF(agg.fired, 0) AS DOUBLE), CAST(0.0 AS DOUBLE))
   END AS emp_acc
 FROM kd.teacher_labels AS tl
 JOIN kd.teachers AS t

@@ -102,7 +102,7 @@ SELECT
   END AS incorrect,
   CASE
     WHEN sp.split = 'valid'
-    THEN COALESCE(agg.correct / CAST(NULLIF(agg.covered, 0) AS DOUBLE), 0.0)
+    THEN COALESCE(agg.correct / CAST(NULLIF(agg.covered, 0) AS DOUBLE), CAST(0.0 AS DOUBLE))
   END AS emp_acc
 FROM t
 CROSS JOIN sp

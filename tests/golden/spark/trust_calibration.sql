@@ -21,7 +21,7 @@ WITH lab AS (
     *,
     RANK() OVER (PARTITION BY teacher_id ORDER BY p_correct NULLS LAST) + (
       COUNT(*) OVER (PARTITION BY teacher_id, p_correct) - 1
-    ) / 2.0 AS avg_rank
+    ) / CAST(2.0 AS DOUBLE) AS avg_rank
   FROM lab
 ), agg AS (
   SELECT
@@ -49,7 +49,7 @@ SELECT
   (
     rank_sum - n_correct * (
       n_correct + 1
-    ) / 2.0
+    ) / CAST(2.0 AS DOUBLE)
   ) / NULLIF(n_correct * (
     n - n_correct
   ), 0) AS auc
