@@ -458,8 +458,8 @@ def probs_to_preds(probs: np.ndarray, *, tol: float = 1e-5, index: np.ndarray | 
     ``tied[sha1(str(index[i])) % len(tied)]`` (``index`` defaults to the row number), which is
     deterministic and what WRENCH scores its label models (and majority vote) with.
 
-    >>> probs_to_preds(np.array([[0.2, 0.8], [0.5, 0.5], [0.5, 0.5]]))
-    array([1, 0, 1])
+    >>> probs_to_preds(np.array([[0.2, 0.8], [0.5, 0.5], [0.5, 0.5]]))  # as snorkel 0.10.0 gives
+    array([1, 1, 0])
     """
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] < 2:

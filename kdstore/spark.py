@@ -347,7 +347,7 @@ def _view_asts() -> list[tuple[str, exp.Expression]]:
     return [(n, parsed[n]) for n in order]
 
 
-def _spark_fixes(tree: exp.Expression, view: str) -> exp.Expression:
+def _spark_fixes(tree: Any, view: str) -> exp.Expression:
     """Make DuckDB semantics explicit where Spark SQL differs and sqlglot does not cover it."""
     from sqlglot import exp
 
@@ -367,17 +367,14 @@ def _spark_fixes(tree: exp.Expression, view: str) -> exp.Expression:
             return exp.cast(node.copy(), exp.DataType.build("DOUBLE"))
         return node
 
-    return tree.transform(decimal_to_double)
+    out: exp.Expression = tree.transform(decimal_to_double)
+    return out
 
 
 def _spark_view(name: str, create: exp.Expression, *, prefix: str, database: str | None) -> SparkView:
     from sqlglot import exp
 
-    body = _spark_fixes(create.expression.copy(), name)
-    for t in body.find_all(exp.Table):
-        if t.db == "kd":
-            t.set("this", exp.to_identifier(t.name if database else prefix + t.name, quoted=True))
-            t.set("db", exp.to_identifier(database, quoted=True) if database else None)
+    body = _rename_kd(_spark_fixes(create.expression.copy(), name), prefix=prefix, database=database)
     target = _name(name, prefix=prefix, database=database)
     verb = "CREATE OR REPLACE VIEW" if database else "CREATE OR REPLACE TEMPORARY VIEW"
     deps = tuple(sorted({t.name for t in create.expression.find_all(exp.Table) if t.db == "kd"}))
@@ -437,6 +434,261 @@ def install_views(
 
 
 # ---------------------------------------------------------------------------------------------
+# label-free EM (kdstore.labelmodel's statements, run on Spark)
+# ---------------------------------------------------------------------------------------------
+def _rename_kd(tree: exp.Expression, *, prefix: str, database: str | None) -> exp.Expression:
+    """Point ``kd.<table>`` references at their Spark names (``prefix + table`` or ``database.table``)."""
+    from sqlglot import exp
+
+    for t in tree.find_all(exp.Table):
+        if t.db == "kd":
+            t.set("this", exp.to_identifier(t.name if database else prefix + t.name, quoted=True))
+            t.set("db", exp.to_identifier(database, quoted=True) if database else None)
+    return tree
+
+
+def to_spark_sql(duckdb_sql: str, *, what: str, prefix: str = "kd_", database: str | None = None) -> str:
+    """One DuckDB query as Spark SQL: sqlglot, kdstore's meaning-keeping fixes, kd tables renamed.
+
+    ``$name`` parameters become Spark's ``:name`` (pass the values as ``spark.sql(..., args=)``).
+    """
+    import sqlglot
+
+    tree = sqlglot.parse_one(duckdb_sql, read="duckdb")
+    tree = _rename_kd(_adapt(_spark_fixes(tree, what)), prefix=prefix, database=database)
+    return str(tree.sql(dialect="spark"))
+
+
+def _adapt(tree: exp.Expression) -> exp.Expression:
+    """sqlfiles' rewrites for Spark (1-based computed list subscripts), when sqlfiles is present."""
+    try:
+        from kdstore.sqlfiles import _adapt as adapt
+    except ImportError:  # pragma: no cover - sqlfiles is part of kdstore once the views land
+        return tree
+    return adapt(tree, "spark")
+
+
+@dataclass(frozen=True, slots=True)
+class SparkLabelModel:
+    """A label-model fit on Spark: the same fields as :class:`kdstore.labelmodel.LabelModelResult`
+    plus its tables as Spark DataFrames in the store contract (``kd.label_model_*`` rows with
+    ``run_id``), ready for :func:`write_label_model` and ``store.import_parquet``."""
+
+    run_id: int
+    model: str
+    abstain: str
+    votes: str
+    init: str
+    class_prior: str
+    iterations: int
+    converged: bool
+    log_likelihood: tuple[float, ...]
+    n_examples: int
+    n_teachers: int
+    seconds: float
+    params: dict[str, Any]
+    priors: DataFrame
+    accuracy: DataFrame
+    fit_posteriors: DataFrame | None
+
+
+class _SparkRunner:
+    """``kdstore.labelmodel``'s statement runner, on Spark: each ``CREATE TEMP TABLE`` becomes a
+    checkpointed temporary view (materialised once, its lineage cut, so iterations do not grow the plan)."""
+
+    def __init__(self, spark: SparkSession, params: dict[str, Any], prefix: str):
+        self.spark, self.params, self.prefix = spark, params, prefix
+        self.frames: dict[str, DataFrame] = {}
+        self.inserts: dict[str, DataFrame] = {}
+
+    def _sql(self, name: str) -> tuple[Any, str, dict[str, Any]]:
+        import sqlglot
+        from sqlglot import exp
+
+        from kdstore.labelmodel import _template
+
+        text, names = _template(name)
+        tree = sqlglot.parse_one(text, read="duckdb")
+        args = {n: self.params[n] for n in names}
+        query = tree.expression if isinstance(tree, (exp.Create, exp.Insert)) else tree
+        assert isinstance(query, exp.Expression), name
+        body = _rename_kd(_adapt(_spark_fixes(query.copy(), f"labelmodel/{name}")), prefix=self.prefix, database=None)
+        return tree, str(body.sql(dialect="spark")), args
+
+    def materialise(self, view: str, df: DataFrame) -> None:
+        df = df.localCheckpoint(eager=True)
+        old = self.frames.get(view)
+        df.createOrReplaceTempView(view)
+        self.frames[view] = df
+        if old is not None:
+            old.unpersist()
+
+    def run(self, name: str) -> None:
+        from sqlglot import exp
+
+        tree, sql, args = self._sql(name)
+        df = self.spark.sql(sql, args=args or None)
+        if isinstance(tree, exp.Insert):  # write_*: kept as a DataFrame in the target's contract
+            table = tree.this.this.name if isinstance(tree.this, exp.Schema) else tree.this.name
+            cols = [c.name for c in contract()[table]]
+            self.inserts[table] = df.toDF(*cols[: len(df.columns)]).localCheckpoint(eager=True)
+            return
+        self.materialise(tree.this.name, df)
+
+    def scalar(self, name: str) -> float:
+        _, sql, args = self._sql(name)
+        row = self.spark.sql(sql, args=args or None).collect()
+        return float(row[0][0]) if row and row[0][0] is not None else 0.0
+
+    def close(self) -> None:
+        for view, df in self.frames.items():
+            self.spark.catalog.dropTempView(view)
+            df.unpersist()
+
+
+def label_model(
+    spark: SparkSession,
+    *,
+    model: str = "class_conditional",
+    abstain: str | None = None,
+    votes: str = "hard",
+    init: str = "majority",
+    class_prior: str = "fit",
+    fit_splits: Sequence[str] = ("train",),
+    teachers: Sequence[str] | None = None,
+    max_iter: int | None = None,
+    tol: float | None = None,
+    smoothing: float | None = None,
+    prior_smoothing: float | None = None,
+    run_id: int = 1,
+    store_posteriors: bool = True,
+    prefix: str = "kd_",
+) -> SparkLabelModel:
+    """Fit the Dawid–Skene label model of :func:`kdstore.labelmodel.fit_label_model` on Spark.
+
+    The tables must be registered (:func:`register_tables`, same ``prefix``); every option means
+    what it means there, defaults come from the registered ``settings``. The EM runs the same SQL
+    statements (``sql/labelmodel/*.sql``) transpiled to Spark SQL, one checkpointed temporary view
+    per statement, and stops by the same rule. ``run_id`` is the id the fit gets in the results
+    (pick one the store does not have before importing them).
+    """
+    import time
+
+    from kdstore import labelmodel as lm
+
+    lm._check_choice("model", model, lm.MODELS)
+    abstain = abstain or ("ignore" if model == "one_coin" else "observe")
+    lm._check_choice("abstain", abstain, lm.ABSTAIN_MODES)
+    lm._check_choice("votes", votes, lm.VOTE_MODES)
+    lm._check_choice("init", init, lm.INITS)
+    lm._check_choice("class_prior", class_prior, lm.CLASS_PRIORS)
+    if model == "one_coin" and abstain != "ignore":
+        raise SchemaError("the one-coin model needs abstain='ignore'", source="label_model")
+    splits = list(dict.fromkeys(fit_splits))
+    if not splits or any(x not in ("train", "valid", "test") for x in splits):
+        raise SchemaError(f"fit_splits must name train/valid/test splits; got {list(fit_splits)!r}", source="label_model")
+    q = functools.partial(_name, prefix=prefix, database=None)
+    settings = {str(r[0]): float(r[1]) for r in spark.sql(f"SELECT name, value FROM {q('settings')}").collect()}
+
+    def setting(name: str, value: float | None) -> float:
+        return float(settings[name]) if value is None else float(value)
+
+    n_iter = int(setting("label_model_max_iter", max_iter))
+    tolerance = setting("label_model_tol", tol)
+    alpha = setting("label_model_smoothing", smoothing)
+    beta = setting("label_model_prior_smoothing", prior_smoothing)
+    if n_iter < 1 or not (alpha > 0 and beta > 0) or not tolerance >= 0:
+        raise SchemaError("max_iter >= 1, smoothing > 0, prior_smoothing > 0 and tol >= 0 are needed", source="label_model")
+    voting = ", ".join(f"'{t}'" for t in lm.VOTING_TYPES)  # kdstore constants
+    rows = spark.sql(
+        f"SELECT teacher_id, name, output_type FROM {q('teachers')} WHERE teacher_id IN "
+        f"(SELECT teacher_id FROM {q('teacher_labels')}) ORDER BY teacher_id"
+    ).collect()
+    if teachers is None:
+        teacher_ids = [int(r[0]) for r in rows if r[2] in lm.VOTING_TYPES]
+    else:
+        by_name = {str(r[1]): (int(r[0]), str(r[2])) for r in rows}
+        for name in teachers:
+            if name not in by_name or by_name[name][1] not in lm.VOTING_TYPES:
+                raise SchemaError(f"unknown teacher {name!r} or not one of {voting}", source="label model teachers")
+        teacher_ids = sorted({by_name[n][0] for n in teachers})
+    if not teacher_ids:
+        raise SchemaError("no teachers with votes or class scores to fit", source="label_model")
+    k = spark.table(q("labels")).count()
+    if k < 2:
+        raise SchemaError(f"the label model needs at least 2 labels; the store has {k}", source="label_model")
+    started = time.perf_counter()
+    r = _SparkRunner(spark, {"abstain_rows": abstain != "ignore", "abstain_evidence": abstain == "observe",
+                             "alpha": alpha, "beta": beta, "k": k}, prefix)
+    try:
+        r.materialise("kd_lm_classes", spark.sql(f"SELECT label_id FROM {q('labels')}"))
+        r.materialise("kd_lm_selected", spark.createDataFrame([(t,) for t in teacher_ids], "teacher_id int"))
+        r.materialise("kd_lm_splits", spark.createDataFrame([(x,) for x in splits], "split string"))
+        for name in ("setup_teachers", "setup_symbols", "setup_n_symbols", "setup_correct"):
+            r.run(name)
+        if class_prior == "valid" or init == "valid":
+            n_gold = spark.sql(
+                f"SELECT COUNT(DISTINCT g.example_id) FROM {q('gold')} g JOIN {q('examples')} e USING (example_id) "
+                f"WHERE e.split = 'valid' AND g.label_id IN (SELECT label_id FROM kd_lm_classes)"
+            ).collect()[0][0]
+            if not n_gold:
+                raise SchemaError(f"init={init!r}, class_prior={class_prior!r} need gold labels on the valid split",
+                                  source="label_model")
+        if class_prior == "valid":
+            r.run("prior_valid")
+        elif class_prior == "uniform":
+            r.run("prior_uniform")
+        if init == "valid":
+            for name in ("setup_examples_gold", f"setup_obs_{votes}", "init_gold_q", "init_gold_r", "init_uniform_base"):
+                r.run(name)
+            lm._m_step(r, model, abstain, class_prior)  # type: ignore[arg-type]
+        r.run("setup_examples")
+        n_examples = r.frames["kd_lm_x"].count()
+        if n_examples == 0:
+            raise SchemaError(f"no examples in the fit splits {splits}", source="label_model")
+        r.run(f"setup_obs_{votes}")
+        r.run("setup_wsum")
+        if init == "valid":
+            lm._e_step(r)  # type: ignore[arg-type]
+        else:
+            for name in ("init_majority_q", "init_majority_r", "init_uniform_base"):
+                r.run(name)
+        trace: list[float] = []
+        converged = False
+        have_prev = init == "valid"
+        if have_prev:
+            r.run("keep_prev")
+            r.run("keep_prev_prior")
+        iterations = 0
+        for iterations in range(1, n_iter + 1):  # noqa: B007 (used after the loop)
+            lm._m_step(r, model, abstain, class_prior)  # type: ignore[arg-type]
+            trace.append(lm._e_step(r))  # type: ignore[arg-type]
+            if have_prev and r.scalar("change") < tolerance:
+                converged = True
+                break
+            r.run("keep_prev")
+            r.run("keep_prev_prior")
+            have_prev = True
+        r.params["run_id"] = int(run_id)
+        r.run("write_priors")
+        r.run("write_accuracy")
+        if store_posteriors:
+            r.run("write_posteriors")
+    finally:
+        r.close()
+    return SparkLabelModel(
+        run_id=int(run_id), model=model, abstain=abstain, votes=votes, init=init, class_prior=class_prior,
+        iterations=iterations, converged=converged, log_likelihood=tuple(trace), n_examples=int(n_examples),
+        n_teachers=len(teacher_ids), seconds=time.perf_counter() - started,
+        params={"model": model, "abstain": abstain, "votes": votes, "init": init, "class_prior": class_prior,
+                "fit_splits": splits, "teachers": teacher_ids, "max_iter": n_iter, "tol": tolerance,
+                "smoothing": alpha, "prior_smoothing": beta},
+        priors=r.inserts["label_model_priors"], accuracy=r.inserts["label_model_accuracy"],
+        fit_posteriors=r.inserts.get("label_model_fit_posteriors"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # ONNX teachers with mapInArrow
 # ---------------------------------------------------------------------------------------------
 #: Spark schema of :func:`run_onnx_teacher`'s result: the ``scores`` contract plus the embedding.
@@ -445,8 +697,9 @@ _DUCK_NAMES = {
     "float": "FLOAT", "double": "DOUBLE", "tinyint": "TINYINT", "smallint": "SMALLINT", "int": "INTEGER",
     "bigint": "BIGINT", "boolean": "BOOLEAN", "string": "VARCHAR",
 }
-#: One ONNX Runtime session per (model, threads) per Python worker, reused across tasks.
-_SESSIONS: dict[tuple[str, int], Any] = {}
+#: One ONNX Runtime session per teacher configuration per Python worker, reused across tasks.
+_SESSIONS: dict[tuple[str, str], Any] = {}
+_MAX_SESSIONS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,7 +736,10 @@ def _worker_session(spec: _InferSpec, model: Any) -> Any:
 
     from kdstore.teachers.onnx import OnnxTeacher
 
-    cache_key = (spec.key, spec.threads)
+    # The same model file may back several teachers (another output tensor, an embedding): one
+    # session per teacher configuration, not per file.
+    cache_key = (spec.key, repr((spec.name, spec.labels, spec.output_type, spec.output, spec.embedding,
+                                 spec.inputs, spec.scores, spec.threads)))
     session = _SESSIONS.get(cache_key)
     if session is None:
         path = Path(tempfile.gettempdir()) / f"kdstore-teacher-{spec.key[:24]}.onnx"
@@ -496,6 +752,8 @@ def _worker_session(spec: _InferSpec, model: Any) -> Any:
             embedding=spec.embedding, inputs=spec.inputs, scores=spec.scores,
         )
         session = teacher.open(threads=spec.threads)
+        while len(_SESSIONS) >= _MAX_SESSIONS:  # a worker serving many teachers keeps the recent ones
+            _SESSIONS.pop(next(iter(_SESSIONS))).close()
         _SESSIONS[cache_key] = session
     return session
 
@@ -627,6 +885,7 @@ __all__ = [
     "SparkView",
     "contract",
     "install_views",
+    "label_model",
     "local_session",
     "register_tables",
     "run_onnx_teacher",

@@ -1,12 +1,12 @@
 -- label_model_posteriors: P(true label | teacher outputs) under the latest label-model fit
 -- (kdstore.labelmodel.fit_label_model), applied to every example of every split.
--- Grain: one row per example (kd.examples, all splits) x label of the latest run's class prior.
+-- grain: one row per example (kd.examples, all splits) x label of the latest run's class prior.
 -- Outputs are read as in the fit (sql/labelmodel/setup_obs_hard.sql / setup_obs_soft.sql, by the
 -- run's `votes`), from the teachers the run fitted, with the current thresholds.
--- Empty-group rule: an example none of those teachers covers gets the base distribution: the class
+-- empty: an example none of those teachers covers gets the base distribution: the class
 --   prior (abstain 'ignore' / 'propensity') or prior x P(all teachers abstain | label), normalised
 --   ('observe'). No fitted run: no rows.
--- Oracle: tests/oracles_labelmodel.py::posteriors (NumPy E-step over dense arrays).
+-- oracle: tests/oracles_labelmodel.py::posteriors
 CREATE OR REPLACE VIEW kd.label_model_posteriors AS
 WITH run AS (
     SELECT r.run_id, r.abstain, r.votes

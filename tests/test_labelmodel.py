@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from fractions import Fraction
 
 import numpy as np
@@ -271,7 +272,6 @@ def test_hypothesis_sql_equals_numpy(votes: list[list[int]], model: str, observe
 # the margin (target = max(published DS, MeTaL) - 1), scored with the README's tie rule
 # ---------------------------------------------------------------------------------------------
 def _wrench_test_score(store: kdstore.Store, name: str, label_ids: tuple[int, ...]) -> float:
-    import json
 
     from kdstore.datasets.wrench import FILE_OFFSET
 

@@ -19,6 +19,7 @@ from kdstore.store.schema import latest_version, migrate, sql_dir
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from kdstore.evaluate import Evaluation
     from kdstore.parquet_io import ExportResult, ImportResult
     from kdstore.student.registry import Models
     from kdstore.teachers import RunReport, Teacher, TeacherRegistry
@@ -33,6 +34,10 @@ DEFAULT_SETTINGS: dict[str, tuple[float, str]] = {
     "min_support": (5.0, "minimum valid positives of a label for a teacher to be judged an expert"),
     "min_recall": (0.0, "minimum recall for a teacher to qualify as an expert of a label"),
     "expert_margin": (0.05, "teachers within this margin of the best metric are experts too"),
+    "expert_metric": (
+        0.0,
+        "metric that ranks experts in kd.label_experts: 0 precision_lb, 1 recall_lb, 2 f1, 3 precision, 4 recall, 5 accuracy",
+    ),
     "z_threshold": (2.0, "consensus z-score above which an output stands out"),
     "multiclass_tolerance": (1e-3, "how far a multiclass probability row may sum from 1"),
     "label_model_max_iter": (100.0, "label model (Dawid-Skene EM): maximum EM iterations"),
@@ -127,6 +132,7 @@ class Store:
         self.read_only = read_only
         self.trace = trace
         self.settings = Settings(self)
+        self.sql_dirs: tuple[Path, ...] = ()
         self._tx_depth = 0
         self._models: Models | None = None
 
@@ -252,6 +258,20 @@ class Store:
         from kdstore import ingest
 
         return ingest.register_features(self, name, source, **kwargs)
+
+    # -- evaluation views (kdstore.evaluate does the work) ---------------------------------------
+    def view(self, name: str, **kwargs: Any) -> pa.Table:
+        """Rows of the view ``kd.<name>`` as Arrow. See :func:`kdstore.evaluate.view`."""
+        from kdstore import evaluate
+
+        return evaluate.view(self, name, **kwargs)
+
+    @property
+    def evaluate(self) -> Evaluation:
+        """The evaluation views as methods: ``store.evaluate.label_metrics()`` etc."""
+        from kdstore.evaluate import Evaluation
+
+        return Evaluation(self)
 
     # -- label-free evaluation (kdstore.labelmodel does the work) -------------------------------
     def fit_label_model(self, **kwargs: Any) -> Any:
@@ -390,6 +410,7 @@ def connect(
     read_only: bool = False,
     trace: Callable[[str], object] | None = None,
     lock_timeout: float = 0.0,
+    sql_dirs: Sequence[str | Path] = (),
 ) -> Store:
     """Open (creating or migrating if needed) a kdstore file.
 
@@ -398,6 +419,9 @@ def connect(
         read_only: open without write access (several read-only processes may share a file).
         trace: called with every SQL statement kdstore runs, e.g. ``trace=print``.
         lock_timeout: seconds to wait while another process holds the file's write lock.
+        sql_dirs: folders of the analyst's own view files (``<view>.sql``), installed after
+            kdstore's views with the same checks (see :mod:`kdstore.sqlfiles`). Views are
+            (re)installed on a read-write open whenever the files changed.
 
     >>> with connect() as store:
     ...     store.add_labels(["cat", "dog"])
@@ -425,10 +449,14 @@ def connect(
         else:
             migrate(con, path)
             _add_missing_settings(con)
+        from kdstore.sqlfiles import ensure_views
+
+        ensure_views(con, path, sql_dirs, read_only=read_only)
     except BaseException:
         con.close()
         raise
     store = Store(con, path, read_only=read_only, trace=trace)
+    store.sql_dirs = tuple(Path(d) for d in sql_dirs)
     if con.execute("SELECT count(*) FROM kd.models WHERE kind = 'student'").fetchall()[0][0]:
         store.enable_sql_functions()
     return store
