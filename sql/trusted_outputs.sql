@@ -1,0 +1,14 @@
+-- trusted_outputs: every teacher output with the current trust score of its decision (kd.trust).
+-- grain: one row per kd.outputs row (teacher x example x label), every split.
+-- empty: p_correct / model_id are NULL when no trust model scored the output.
+-- rule: a binary/multilabel teacher's trust rows are per label; a multiclass/vote teacher has one
+--   trust row per example (its argmax label: is its class right?), applied to all its outputs there.
+-- oracle: tests/oracles_select.py::trusted_outputs
+CREATE OR REPLACE VIEW kd.trusted_outputs AS
+SELECT o.teacher_id, o.example_id, e.split, o.label_id, o.score, tr.p_correct, tr.model_id
+FROM kd.outputs AS o
+JOIN kd.teachers AS t ON t.teacher_id = o.teacher_id
+JOIN kd.examples AS e ON e.example_id = o.example_id
+LEFT JOIN kd.trust AS tr
+  ON tr.teacher_id = o.teacher_id AND tr.example_id = o.example_id
+ AND (tr.label_id = o.label_id OR t.output_type IN ('multiclass', 'vote'));
