@@ -12,36 +12,39 @@ WITH tinfo AS (
     LEFT JOIN kd.teacher_labels AS tl ON tl.teacher_id = t.teacher_id
     GROUP BY t.teacher_id, t.has_none
 ),
-o AS (
-    SELECT ob.teacher_id, ob.example_id, ob.voted, ob.w, ti.all_defined
-    FROM kd_lm_obs AS ob
-    JOIN tinfo AS ti ON ti.teacher_id = ob.teacher_id
+label_outputs AS (
+    SELECT o.teacher_id,
+           SUM(o.w * COALESCE(q.q, b.b * r.r)) AS correct,
+           SUM(o.w) AS w
+    FROM kd_lm_obs AS o
+    JOIN kd_lm_r AS r ON r.example_id = o.example_id
+    JOIN kd_lm_base AS b ON b.label_id = o.voted
+    LEFT JOIN kd_lm_q AS q ON q.example_id = o.example_id AND q.label_id = o.voted
+    GROUP BY o.teacher_id
 ),
 own_q AS (
+    -- only -2 outputs and teachers without every label need the sum over the teacher's own labels
     SELECT o.teacher_id, o.example_id, o.voted, o.w, SUM(COALESCE(q.q, b.b * r.r)) AS s_own
-    FROM o
+    FROM kd_lm_obs AS o
+    JOIN tinfo AS ti ON ti.teacher_id = o.teacher_id
     JOIN kd.teacher_labels AS tl ON tl.teacher_id = o.teacher_id
     JOIN kd_lm_r AS r ON r.example_id = o.example_id
     JOIN kd_lm_base AS b ON b.label_id = tl.label_id
     LEFT JOIN kd_lm_q AS q ON q.example_id = o.example_id AND q.label_id = tl.label_id
-    WHERE o.voted = -2 OR NOT o.all_defined
+    WHERE o.voted = -2 OR NOT ti.all_defined
     GROUP BY o.teacher_id, o.example_id, o.voted, o.w
 ),
-parts AS (
-    SELECT o.teacher_id,
-           o.w * COALESCE(q.q, b.b * r.r) AS correct,
-           CASE WHEN o.all_defined THEN o.w ELSE 0.0 END AS total
-    FROM o
-    JOIN kd_lm_r AS r ON r.example_id = o.example_id
-    JOIN kd_lm_base AS b ON b.label_id = o.voted
-    LEFT JOIN kd_lm_q AS q ON q.example_id = o.example_id AND q.label_id = o.voted
-    WHERE o.voted >= 0
-    UNION ALL
-    SELECT teacher_id, w * (1.0 - s_own) AS correct, w AS total FROM own_q WHERE voted = -2
-    UNION ALL
-    SELECT teacher_id, 0.0 AS correct, w * s_own AS total FROM own_q WHERE voted >= 0
+own_parts AS (
+    SELECT teacher_id,
+           SUM(CASE WHEN voted = -2 THEN w * (1.0 - s_own) ELSE 0.0 END) AS correct,
+           SUM(CASE WHEN voted = -2 THEN w ELSE w * s_own END) AS total
+    FROM own_q
+    GROUP BY teacher_id
 )
-SELECT t.teacher_id, COALESCE(SUM(p.correct), 0.0) AS correct, COALESCE(SUM(p.total), 0.0) AS total
+SELECT t.teacher_id,
+       COALESCE(lo.correct, 0.0) + COALESCE(op.correct, 0.0) AS correct,
+       CASE WHEN ti.all_defined THEN COALESCE(lo.w, 0.0) ELSE 0.0 END + COALESCE(op.total, 0.0) AS total
 FROM kd_lm_teachers AS t
-LEFT JOIN parts AS p ON p.teacher_id = t.teacher_id
-GROUP BY t.teacher_id
+JOIN tinfo AS ti ON ti.teacher_id = t.teacher_id
+LEFT JOIN label_outputs AS lo ON lo.teacher_id = t.teacher_id
+LEFT JOIN own_parts AS op ON op.teacher_id = t.teacher_id
