@@ -210,7 +210,7 @@ def _markdown(res: dict[str, Any], env: dict[str, Any]) -> str:
         "",
         f"{cfg['teachers']} teachers x {cfg['examples']:,} examples x {cfg['labels']} labels = "
         f"{cfg['teachers'] * cfg['examples'] * cfg['labels']:,} float32 outputs (sigmoid of normal logits, full precision) "
-        f"into on-disk files. Machine: {env['machine']['cpu']}, {env['machine']['cores']} cores, DuckDB threads "
+        f"into on-disk files. Machine: {env['cpu']}, {env['cores']} cores, DuckDB threads "
         f"{res['threads']}, shared with other jobs: load average {res['load_average_start'][0]} at start, "
         f"{res['load_average_end'][0]} at end. Variants interleaved teacher by teacher (same data, shuffled order); "
         f"generation not timed; times include every COMMIT and the final CHECKPOINT; median of {cfg['repeat']} run(s) "
