@@ -149,12 +149,15 @@ def numpy_consensus(x: np.ndarray, w: dict[str, Any]) -> tuple[np.ndarray, ...]:
     x0 = np.where(ok, xk, np.float32(0))
     n = ok.sum(axis=0)
     mean = x0.sum(axis=0, dtype=np.float64) / n
-    d = np.where(ok, xk - mean.astype(np.float32), np.float32(0))
-    sd = np.sqrt(np.einsum("tel,tel->el", d, d, dtype=np.float64) / (n - 1))
+    d = np.subtract(xk, mean.astype(np.float32))
+    np.multiply(d, d, out=d)
+    total = np.sum if ok.all() else np.nansum  # a missing output leaves NaN in d: skip it
+    sd = np.sqrt(total(d, axis=0, dtype=np.float64) / (n - 1))
     n_ex = n.sum(axis=1)
     mean_ex = x0.sum(axis=(0, 2), dtype=np.float64) / n_ex
-    d = np.where(ok, xk - mean_ex.astype(np.float32)[None, :, None], np.float32(0))
-    sd_ex = np.sqrt(np.einsum("tel,tel->e", d, d, dtype=np.float64) / (n_ex - 1))
+    np.subtract(xk, mean_ex.astype(np.float32)[None, :, None], out=d)
+    np.multiply(d, d, out=d)
+    sd_ex = np.sqrt(total(d, axis=(0, 2), dtype=np.float64) / (n_ex - 1))
     return xk, mean, sd, mean_ex, sd_ex
 
 
