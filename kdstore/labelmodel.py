@@ -306,10 +306,8 @@ def _fit(store: Store, r: _Runner, *, model: str, abstain: str, votes: str, init
             raise SchemaError(f"no examples in the fit splits {splits}", source="fit_label_model")
         grouped = _grouped_ok(store, model, votes, k, n_examples, alpha, beta)
         if grouped:
-            for name in ("setup_oc_bits", "setup_oc_groups", "setup_oc_patterns", "setup_oc_pairs",
-                         "setup_oc_members", "setup_oc_wsum"):
+            for name in ("setup_oc_bits", "setup_oc_groups", "setup_oc_patterns", "setup_oc_members", "setup_oc_wsum"):
                 r.run(name)
-            store.run("DROP TABLE kd_lm_g0")  # the masks live on in kd_lm_km; free its memory
         else:
             r.run(f"setup_obs_{votes}")
             r.run("setup_wsum")
@@ -393,8 +391,8 @@ def _grouped_ok(store: Store, model: str, votes: str, k: int, n: int, alpha: flo
     """Whether the grouped one-coin steps (``sql/labelmodel/*_oc_*.sql``) fit this problem.
 
     They need the one-coin model on hard votes from teachers that all have every label and no
-    "none" symbol (so a vote touches exactly the voted label), at most 62 teachers (one BIGINT mask
-    bit each), and |log-posterior| < 700 without a per-example shift: with Dirichlet smoothing a
+    "none" symbol (so a vote touches exactly the voted label), at most 62 - log2(K) teachers (one bit
+    each of a BIGINT mask * K + label rank), and |log-posterior| < 700 without a per-example shift: with Dirichlet smoothing a
     teacher's accuracy lies in [alpha / (n + alpha K), (n + alpha) / (n + alpha K)] and the prior
     in [beta / (n + beta K), 1], which bounds it by m (ln((n + alpha) / alpha) + ln K) + ln((n + beta K) / beta).
     """
@@ -409,7 +407,7 @@ def _grouped_ok(store: Store, model: str, votes: str, k: int, n: int, alpha: flo
     n_gold = store.one("SELECT COUNT(*) FROM kd.gold")
     size = max(n, int(n_gold[0]) if n_gold else 0) + 1
     bound = m * (np.log((size + alpha) / alpha) + np.log(k)) + np.log((size + beta * k) / beta)
-    return partial == 0 and 0 < m <= 62 and bool(bound < 700.0)
+    return partial == 0 and m > 0 and m + int(np.ceil(np.log2(k))) <= 62 and bool(bound < 700.0)
 
 
 def _m_step_grouped(r: _Runner, model: str, abstain: str, class_prior: str) -> None:

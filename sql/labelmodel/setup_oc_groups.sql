@@ -1,9 +1,10 @@
--- Grouped one-coin path, derived once per fit: one row per fit example x voted label with the mask
--- of the teachers that voted it. Hard votes as setup_obs_hard.sql (the top-scoring label, ties: the
--- lowest output index; a vote teacher's one-hot row is read by the position of its 1.0; NULLIF:
+-- Grouped one-coin path, the working table of the iterations, derived once per fit: one row per
+-- fit example x voted label, pair = mask * K + the label's rank, where mask = the bits of the
+-- teachers that voted that label. Hard votes as setup_obs_hard.sql (the top-scoring label, ties:
+-- the lowest output index; a vote teacher's one-hot row is read by the position of its 1.0; NULLIF:
 -- Spark says 0 for "not found"); every teacher of this path has all the labels and no "none"
 -- symbol. A row with no score has no top index and drops out of the label join (abstain).
-CREATE OR REPLACE TEMP TABLE kd_lm_g0 AS
+CREATE OR REPLACE TEMP TABLE kd_lm_g AS
 WITH top AS (
     SELECT s.teacher_id,
            s.example_id,
@@ -14,8 +15,7 @@ WITH top AS (
     JOIN kd_lm_teachers AS t ON t.teacher_id = s.teacher_id
     JOIN kd_lm_x AS x ON x.example_id = s.example_id
 )
-SELECT top.example_id, tl.label_id, CAST(SUM(b.bit_value) AS BIGINT) AS mask
+SELECT top.example_id, CAST(SUM(tl.bit_value) AS BIGINT) * $k + tl.label_rank AS pair
 FROM top
-JOIN kd.teacher_labels AS tl ON tl.teacher_id = top.teacher_id AND tl.output_index = top.output_index
-JOIN kd_lm_bits AS b ON b.teacher_id = top.teacher_id
-GROUP BY top.example_id, tl.label_id
+JOIN kd_lm_tl AS tl ON tl.teacher_id = top.teacher_id AND tl.output_index = top.output_index
+GROUP BY top.example_id, tl.label_rank

@@ -2,4 +2,4 @@
 CREATE OR REPLACE TEMP TABLE kd_lm_mt AS
 SELECT km.pair, km.label_id, b.teacher_id, km.n
 FROM kd_lm_km AS km
-JOIN kd_lm_bits AS b ON (km.mask & b.bit_value) <> 0
+JOIN (SELECT DISTINCT teacher_id, bit_value FROM kd_lm_tl) AS b ON (km.mask & b.bit_value) <> 0
