@@ -22,7 +22,9 @@ EM alternates an M-step (counts of symbols weighted by the posteriors, plus Diri
 over temporary tables, with parameters bound — no Python loop over rows. Posteriors are kept
 sparse: only the labels some output gives evidence for have a row; the others stay at the base
 distribution times a per-example factor. It stops when no parameter moves more than ``tol``, or
-after ``max_iter`` iterations (defaults from ``kd.settings``).
+after ``max_iter`` iterations (defaults from ``kd.settings``). The one-coin model on hard votes of
+teachers that have every label runs grouped steps (``sql/labelmodel/*_oc_*.sql``): one row per
+example x voted label holding the mask of its voters, and per-(mask, label) sums; same fit.
 
 An example no teacher covers gets the *base* distribution: the class prior (``"ignore"``,
 ``"propensity"``), or the prior times P(every teacher abstains | label), normalised (``"observe"``).
