@@ -201,7 +201,7 @@ def _heatmaps(mats: Sequence[tuple[str, np.ndarray]], rows: Sequence[str], cols:
     return _png(fig)
 
 
-def _bars(groups: Sequence[str], series: Sequence[tuple[str, Sequence[float]]], *, ylabel: str, title: str,
+def _bars(groups: Sequence[str], series: Sequence[tuple[str, Sequence[float | None]]], *, ylabel: str, title: str,
           stacked: bool = False) -> bytes:
     n = len(groups)
     fig = _figure(min(12.0, 2.5 + 0.35 * n * max(1, len(series) if not stacked else 1)), 3.6)
@@ -244,11 +244,7 @@ def choose(store: Store, *, run: int | None = None, model: int | str | None = No
     latest run with targets. A given ``run`` must have rows in ``kd.targets``; a given ``model``
     (id or name) must be a student in ``kd.models``.
     """
-    model_id: int | None
-    if model is not None:
-        model_id = store.models.load(model).model_id
-    else:
-        model_id = _latest_model(store)
+    model_id = store.models.load(model).model_id if model is not None else _latest_model(store)
     if run is not None:
         row = store.one("SELECT count(*) FROM kd.targets WHERE run_id = ?", [run])
         if row is None or int(row[0]) == 0:
@@ -631,7 +627,10 @@ def _student_vs_teachers(store: Store, m: StudentModel | None, views: set[str]) 
     by_label: dict[str, list[dict[str, Any]]] = {}
     for r in scores:
         by_label.setdefault(r["label"], []).append(r)
-    rows, s_f1, best_f1, exp_f1 = [], [], [], []
+    rows: list[list[Any]] = []
+    s_f1: list[float | None] = []
+    best_f1: list[float | None] = []
+    exp_f1: list[float | None] = []
     for lab, lid in zip(m.labels, m.label_ids, strict=True):
         cand = [r for r in by_label.get(lab, []) if r["f1"] is not None]
         best = max(cand, key=lambda r: (r["f1"], -r["teacher_id"])) if cand else None
