@@ -153,6 +153,7 @@ def png_size(uri: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+@pytest.mark.slow  # the shared fixture store takes ~10 s to build (trust, two runs, a student)
 def test_sections_tables_and_images_match_the_store(page: str, ro: kdstore.Store, built: tuple[Path, dict[str, int]]) -> None:
     ids = built[1]
     p = parse(page)
@@ -238,6 +239,7 @@ def _oracle_teacher_test_scores(store: kdstore.Store) -> dict[tuple[int, int], t
     return res
 
 
+@pytest.mark.slow  # the shared fixture store takes ~10 s to build (trust, two runs, a student)
 def test_teacher_test_scores_match_a_numpy_oracle(ro: kdstore.Store) -> None:
     got = {(r["teacher_id"], r["label_id"]): r for r in report.teacher_test_scores(ro).to_pylist()}
     want = _oracle_teacher_test_scores(ro)
@@ -251,6 +253,7 @@ def test_teacher_test_scores_match_a_numpy_oracle(ro: kdstore.Store) -> None:
     assert any(v[0] > 0 for v in want.values())
 
 
+@pytest.mark.slow  # the shared fixture store takes ~10 s to build (trust, two runs, a student)
 def test_student_vs_teachers_numbers(page: str, ro: kdstore.Store, built: tuple[Path, dict[str, int]]) -> None:
     m = ro.models.load(built[1]["model"])
     rows = parse(page).tables["student-vs-teachers/vs-labels"]
@@ -262,6 +265,7 @@ def test_student_vs_teachers_numbers(page: str, ro: kdstore.Store, built: tuple[
         assert r[4] == ("–" if best is None else f"{best:.3f}")
 
 
+@pytest.mark.slow  # the shared fixture store takes ~10 s to build (trust, two runs, a student)
 def test_hostile_teacher_name_is_escaped(page: str) -> None:
     assert EVIL not in page
     assert "<script" not in page and "<img src=x" not in page
@@ -308,6 +312,7 @@ def test_missing_sections_say_what_to_run() -> None:
     assert len(p.tables["experts/experts"]) == 5
 
 
+@pytest.mark.slow  # the shared fixture store takes ~10 s to build (trust, two runs, a student)
 def test_choose_run_and_model(ro: kdstore.Store, built: tuple[Path, dict[str, int]]) -> None:
     ids = built[1]
     assert report.choose(ro) == (ids["run_trust"], ids["model"])
