@@ -360,8 +360,11 @@ def find_chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.fail("chromium is not installed: the report's headless render test needs it "
-                "(Debian: apt-get install -y --no-install-recommends chromium)")
+    msg = ("chromium is not installed: the report's headless render test needs it "
+           "(Debian: apt-get install -y --no-install-recommends chromium)")
+    if os.environ.get("KDSTORE_REQUIRE_CHROMIUM") == "1":  # set by .ci/run, which installs chromium
+        pytest.fail(msg)
+    pytest.skip(msg)
 
 
 @pytest.mark.slow
