@@ -607,12 +607,12 @@ def build_demo(
 __all__ = [
     "FEATURES",
     "LABELS",
+    "POLICIES",
     "TEACHERS",
     "DemoResult",
     "DemoSplit",
     "ExportedTeacher",
     "TeacherScore",
-    "POLICIES",
     "TeacherSpec",
     "build_demo",
     "build_teachers",

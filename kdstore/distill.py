@@ -579,6 +579,11 @@ def _check_teachers(store: Store, cfg: DistillConfig) -> dict[str, Teacher]:
     return built
 
 
+def _has_source(store: Store, name: str) -> bool:
+    row = store.one("SELECT count(*) FROM kd.feature_sources WHERE name = ?", [name])
+    return bool(row and row[0])
+
+
 def distill(
     store: Store,
     config: DistillConfig | Mapping[str, Any] | str | Path,
@@ -615,14 +620,12 @@ def distill(
             raise _err("features.name", f"name the feature source (the store has {len(names)}: {', '.join(names) or 'none'})",
                        "config")
         feature_name = names[0]
-    elif cfg.features_path is None:
-        if not store.one("SELECT count(*) FROM kd.feature_sources WHERE name = ?", [feature_name])[0]:  # type: ignore[index]
-            raise _err("features.name", f"no feature source {feature_name!r} in the store: give features.path", "config")
+    elif cfg.features_path is None and not _has_source(store, feature_name):
+        raise _err("features.name", f"no feature source {feature_name!r} in the store: give features.path", "config")
     trust_feats = cfg.section("trust").get("features", True)
     trust_source = feature_name if trust_feats is True else (trust_feats or None)
-    if isinstance(trust_source, str) and trust_source != feature_name:
-        if not store.one("SELECT count(*) FROM kd.feature_sources WHERE name = ?", [trust_source])[0]:  # type: ignore[index]
-            raise _err("trust.features", f"no feature source {trust_source!r} in the store", "config")
+    if isinstance(trust_source, str) and trust_source != feature_name and not _has_source(store, trust_source):
+        raise _err("trust.features", f"no feature source {trust_source!r} in the store", "config")
     file_tables: dict[str, pa.Table] = {}
     for key, p in (("data.examples", cfg.examples), ("data.gold", cfg.gold), ("features.path", cfg.features_path)):
         if p is not None:
@@ -677,7 +680,6 @@ def distill(
         "teachers": [{"config": t.raw, "fingerprint": built[t.name].fingerprint() if t.name in built else None,
                       "outputs": _file_hash(t.outputs) if t.outputs is not None else None} for t in cfg.teachers],
         "examples": _examples_state(store), "features": feats,
-        "stored": _teachers_state(store, configured or None),
     }
 
     def run_teachers(bar: Progress) -> tuple[dict[str, Any], str]:
@@ -704,10 +706,13 @@ def distill(
             ran = [r.name for r in rep.runs if r.status == "ran"]
             skipped = [r.name for r in rep.runs if r.status == "skipped"]
         stored = [t.name for t in cfg.teachers if t.kind == "stored"]
-        return ({"ran": ran, "skipped": skipped, "stored": stored},
+        return ({"ran": ran, "skipped": skipped, "stored": stored, "state": _teachers_state(store, configured or None)},
                 f"{len(ran)} run, {len(skipped)} already stored" + (f", {len(stored)} stored" if stored else ""))
 
-    done(runner.stage("teachers", teacher_inputs, run_teachers, total=len(cfg.teachers)))
+    def outputs_alive(result: dict[str, Any]) -> bool:  # outputs deleted or changed since: run again
+        return bool(result.get("state") == _teachers_state(store, configured or None))
+
+    done(runner.stage("teachers", teacher_inputs, run_teachers, total=len(cfg.teachers), still_valid=outputs_alive))
     tstate = _teachers_state(store, None)
     base = {"teachers": tstate, "valid_gold": valid_gold, "examples": _examples_state(store)}
 
@@ -715,9 +720,9 @@ def distill(
     def run_evaluate(bar: Progress) -> tuple[dict[str, Any], str]:
         experts = store.evaluate.experts()
         bar.update(1)
-        out = {"experts": {e.label: list(e.experts) for e in experts},
-               "labels_without_expert": [e.label for e in experts if e.best is None]}
-        n = sum(1 for v in out["experts"].values() if v)
+        out: dict[str, Any] = {"experts": {e.label: list(e.experts) for e in experts},
+                               "labels_without_expert": [e.label for e in experts if e.best is None]}
+        n = sum(1 for e in experts if e.experts)
         return out, f"{n} labels with an expert, {len(out['labels_without_expert'])} without"
 
     done(runner.stage("evaluate", {**base, "settings": settings}, run_evaluate, total=1))
@@ -736,14 +741,15 @@ def distill(
             return {"run_id": int(res.run_id)}, f"trust run {res.run_id}"
 
         def trust_alive(result: dict[str, Any]) -> bool:
-            return bool(store.one("SELECT count(*) FROM kd.trust")[0])  # type: ignore[index]
+            row = store.one("SELECT count(*) FROM kd.trust")
+            return bool(row and row[0])
 
         trust_fp = done(runner.stage("trust", trust_inputs, run_trust, total=1, still_valid=trust_alive)).fingerprint
 
     # -- select, one run per policy -----------------------------------------------------------------
     def run_alive(result: dict[str, Any]) -> bool:
-        return store.one("SELECT count(*) FROM kd.runs WHERE run_id = ? AND kind = 'select'",
-                         [result.get("run_id")])[0] > 0  # type: ignore[index]
+        row = store.one("SELECT count(*) FROM kd.runs WHERE run_id = ? AND kind = 'select'", [result.get("run_id")])
+        return bool(row and row[0])
 
     def model_alive(result: dict[str, Any]) -> bool:
         row = store.one("SELECT count(*) FROM kd.models WHERE model_id = ? AND name = ?",
@@ -917,7 +923,7 @@ def score_test_split(store: Store, model: int | str) -> Summary:
     P = np.full((n, L), -1.0)
     sel = np.isin(pid, ids)
     scores = np.asarray(pred.column("scores").to_pylist(), dtype=float)[sel] if pid.size else np.zeros((0, 0))
-    mcols = [col[i] for i in m.label_ids]
+    mcols = np.asarray([col[i] for i in m.label_ids], np.int64)
     if scores.size:
         P[np.ix_(np.searchsorted(ids, pid[sel]), mcols)] = scores
     if task == "multiclass":
@@ -925,7 +931,7 @@ def score_test_split(store: Store, model: int | str) -> Summary:
         if n:
             stud_dec[np.arange(n), P.argmax(axis=1)] = True
     else:
-        stud_dec = P >= threshold
+        stud_dec = threshold <= P
     rows = []
     for j, (_, lname) in enumerate(labels):
         best = max(per_label[j], key=lambda x: x[1], default=None)
