@@ -264,3 +264,38 @@ def test_demo_student_beats_every_teacher_and_the_naive_average(tmp_path: Path) 
     with kdstore.connect(result.path) as store:
         again = store.distill(load_config(result.config_path or ""), progress=False)
     assert again.ran == []
+
+
+def test_stored_teacher_from_an_outputs_file(corpus: Path, populated: tuple[Path, int], tmp_path: Path) -> None:
+    """A ``kind = "stored"`` teacher ingests its outputs file; an unchanged file is skipped, a new one re-ingested."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "stored"
+    shutil.copytree(corpus.parent, folder)
+    cfg_path = folder / "distill.toml"
+    with kdstore.connect(_copy_store(populated, tmp_path)) as store:
+        ids = np.asarray(store.query("SELECT example_id FROM kd.examples ORDER BY 1").column(0).to_numpy())
+        rng = np.random.default_rng(0)
+        scores = rng.uniform(size=ids.size).astype(np.float32)
+        pq.write_table(pa.table({"example_id": ids, "label": ["1"] * ids.size, "score": scores}), folder / "legacy.parquet")
+        raw = tomllib.loads(cfg_path.read_text())
+        raw["teachers"].append({"name": "legacy", "kind": "stored", "outputs": "legacy.parquet", "labels": ["1"],
+                                "output_type": "binary"})
+        cfg_path.write_text(_toml(raw))
+        rep = store.distill(load_config(cfg_path), progress=False)
+        assert rep.stage("teachers").status == "ran"
+        assert rep.stage("teachers").result["stored"] == ["legacy"]
+        assert rep.stage("teachers").result["ran"] == []  # the ONNX teachers' outputs were all there
+        got = store.query("SELECT s.example_id, s.scores[1] AS score FROM kd.scores s JOIN kd.teachers t USING (teacher_id) "
+                          "WHERE t.name = 'legacy' ORDER BY 1")
+        np.testing.assert_array_equal(got.column("score").to_numpy(), scores)
+        assert store.distill(load_config(cfg_path), progress=False).ran == []
+        pq.write_table(pa.table({"example_id": ids, "label": ["1"] * ids.size, "score": 1 - scores}), folder / "legacy.parquet")
+        again = store.distill(load_config(cfg_path), progress=False)
+        assert again.stage("teachers").status == "ran" and again.stage("evaluate").status == "ran"
+        got = store.query("SELECT s.scores[1] AS score FROM kd.scores s JOIN kd.teachers t USING (teacher_id) "
+                          "WHERE t.name = 'legacy' ORDER BY s.example_id")
+        np.testing.assert_allclose(got.column("score").to_numpy(), 1 - scores, atol=1e-6)
