@@ -12,9 +12,8 @@ Every stage has a fingerprint: a hash of its config section and of what it reads
 fingerprints, file hashes, row counts and content hashes of the tables it depends on). A stage
 whose fingerprint equals the one recorded by its last successful run is SKIPPED; so re-running a
 config does nothing, and changing one teacher file re-runs that teacher and what depends on the
-teachers' outputs. The whole config is checked before anything is written: a bad config raises
-:class:`~kdstore.errors.ConfigError`-style :class:`~kdstore.errors.SchemaError` naming the key (or
-file) and leaves the store unchanged.
+teachers' outputs. The whole config is checked before anything is written: a bad config raises a
+:class:`~kdstore.errors.SchemaError` naming the key (and the file) and leaves the store unchanged.
 
 The test split is read only by the ``score`` stage (and by ``train_student`` for the test metrics
 it stores after the model is fixed); the student is chosen among the policies on the valid split.
