@@ -279,7 +279,7 @@ def test_bad_training_inputs() -> None:
 
 
 def test_blas_threads_are_limited_while_training() -> None:
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threadpoolctl
 
     def blas() -> list[int]:
         return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]

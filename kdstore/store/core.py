@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from kdstore.distill import DistillReport
     from kdstore.evaluate import Evaluation
     from kdstore.parquet_io import ExportResult, ImportResult
+    from kdstore.report import ReportResult
     from kdstore.student.registry import Models
     from kdstore.teachers import RunReport, Teacher, TeacherRegistry
 
@@ -362,6 +363,13 @@ class Store:
         from kdstore.student.serve import register_sql_functions
 
         register_sql_functions(self)
+
+    # -- report (kdstore.report does the work) --------------------------------------------------
+    def report(self, path: str | Path, **kwargs: Any) -> ReportResult:
+        """Write a self-contained HTML report of the store. See :func:`kdstore.report.write_report`."""
+        from kdstore import report
+
+        return report.write_report(self, path, **kwargs)
 
     # -- inspection -----------------------------------------------------------------------------
     def info(self) -> StoreInfo:

@@ -26,8 +26,6 @@ True
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import math
 import time
 from collections.abc import Callable
@@ -606,9 +604,8 @@ def fit(
         valid_X, valid_targets: the validation rows for early stopping (both or neither).
         config: hyper-parameters (default :class:`TrainConfig`).
         on_epoch: called with each epoch's curve entry (progress reporting).
-        threads: BLAS threads while training: a number (needs ``threadpoolctl``), None (the BLAS
-            default), or ``"auto"`` (default): 1 when ``threadpoolctl`` is installed, else the BLAS
-            default. The mini-batch GEMMs (512 x 256 x 256) gain nothing from a second thread on a
+        threads: BLAS threads while training: a number, None (the BLAS default), or ``"auto"``
+            (default): 1. The mini-batch GEMMs (512 x 256 x 256) gain nothing from a second thread on a
             quiet 2-core machine, and a multi-threaded BLAS collapses (~10x slower, measured) when
             the cores are shared with other work.
 
@@ -622,8 +619,6 @@ def fit(
 def blas_threads(n: int | str | None) -> contextlib.AbstractContextManager[object]:
     """Limit the BLAS thread pool to ``n`` threads inside a ``with`` block (None: no change; see :func:`fit`)."""
     if n == "auto":
-        if importlib.util.find_spec("threadpoolctl") is None:
-            return contextlib.nullcontext()
         n = 1
     if n is None:
         return contextlib.nullcontext()
@@ -631,10 +626,8 @@ def blas_threads(n: int | str | None) -> contextlib.AbstractContextManager[objec
         raise SchemaError(f"threads must be a number, None or 'auto', got {n!r}", source="student hyper-parameters", column="threads")
     if n < 1:
         raise SchemaError(f"threads must be >= 1, got {n}", source="student hyper-parameters", column="threads")
-    try:
-        threadpool_limits = importlib.import_module("threadpoolctl").threadpool_limits
-    except ImportError as e:
-        raise SchemaError("threads= needs the threadpoolctl package", source="student hyper-parameters", column="threads") from e
+    from threadpoolctl import threadpool_limits
+
     limiter: contextlib.AbstractContextManager[object] = threadpool_limits(limits=n, user_api="blas")
     return limiter
 
