@@ -825,7 +825,7 @@ def distill(
     def run_score(bar: Progress) -> tuple[dict[str, Any], str]:
         s = score_test_split(store, model.model_id)
         bar.update(1)
-        return s.to_dict(), (f"test {s.metric}: student {s.student:.3f}, best teacher "
+        return {**s.to_dict(), "model_id": model.model_id}, (f"test {s.metric}: student {s.student:.3f}, best teacher "
                              f"{'-' if s.best_teacher_score is None else f'{s.best_teacher_score:.3f}'}, naive average {s.naive_average:.3f}")
 
     score_inputs = {"model": sha, "teachers": tstate, "test_gold": _gold_state(store, "test"),

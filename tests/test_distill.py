@@ -118,6 +118,9 @@ def test_distill_runs_every_stage_then_skips_every_stage(corpus: Path, tmp_path:
         assert [r.label for r in first.summary.labels] == ["0", "1", "2"]
         records = stage_records(store, "tiny")
         assert records.num_rows == len(first.stages)
+        # the report describes the student distill chose, not merely the newest one
+        from kdstore import report
+        assert report.choose(store)[1] == first.model_id
 
         again = store.distill(cfg, progress=False)
         assert [s.status for s in again.stages] == ["skipped"] * len(first.stages)
