@@ -233,6 +233,13 @@ def _views(store: Store) -> set[str]:
 
 
 def _latest_model(store: Store) -> int | None:
+    """The student the latest ``distill`` chose (its score stage), else the newest student."""
+    row = store.one("""
+        SELECT CAST(r.metrics->>'model_id' AS INTEGER) FROM kd.runs AS r
+        JOIN kd.models AS m ON m.model_id = CAST(r.metrics->>'model_id' AS INTEGER) AND m.kind = 'student'
+        WHERE r.kind = 'distill' AND r.params->>'stage' = 'score' ORDER BY r.run_id DESC LIMIT 1""")
+    if row is not None and row[0] is not None:
+        return int(row[0])
     row = store.one("SELECT max(model_id) FROM kd.models WHERE kind = 'student'")
     return None if row is None or row[0] is None else int(row[0])
 
@@ -240,7 +247,7 @@ def _latest_model(store: Store) -> int | None:
 def choose(store: Store, *, run: int | None = None, model: int | str | None = None) -> tuple[int | None, int | None]:
     """The (run_id, model_id) a report describes.
 
-    Defaults: the latest student; the run that trained it when that run has targets, else the
+    Defaults: the student the latest ``distill`` chose, else the latest student; the run that trained it when that run has targets, else the
     latest run with targets. A given ``run`` must have rows in ``kd.targets``; a given ``model``
     (id or name) must be a student in ``kd.models``.
     """
@@ -520,7 +527,7 @@ def _distillation_set(store: Store, run_id: int | None) -> _Section:
         SELECT r.run_id, r.kind, r.params->>'policy' AS policy, r.params->>'task' AS task,
                count(t.run_id) AS targets, r.created_at
         FROM kd.runs AS r LEFT JOIN kd.targets AS t ON t.run_id = r.run_id
-        WHERE r.kind <> 'trust' GROUP BY ALL ORDER BY r.run_id
+        WHERE r.kind NOT IN ('trust', 'distill') GROUP BY ALL ORDER BY r.run_id
         """))
     png = _bars([r["label"] for r in per_label],
                 [("inferred (teachers)", [r["inferred"] for r in per_label]), ("gold", [r["gold"] for r in per_label])],

@@ -19,6 +19,7 @@ from kdstore.store.schema import latest_version, migrate, sql_dir
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from kdstore.distill import DistillReport
     from kdstore.evaluate import Evaluation
     from kdstore.parquet_io import ExportResult, ImportResult
     from kdstore.report import ReportResult
@@ -294,6 +295,13 @@ class Store:
         from kdstore import trust
 
         return trust.fit_trust(self, **kwargs)
+
+    # -- the whole pipeline (kdstore.distill does the work) -------------------------------------------
+    def distill(self, config: Any, **kwargs: Any) -> DistillReport:
+        """Run the distill pipeline (a config mapping, TOML path or DistillConfig). See :func:`kdstore.distill.distill`."""
+        from kdstore.distill import distill
+
+        return distill(self, config, **kwargs)
 
     # -- Parquet round trip (kdstore.parquet_io does the work) -----------------------------------
     def export_parquet(self, path: str | Path, **kwargs: Any) -> ExportResult:
