@@ -491,6 +491,19 @@ class SparkLabelModel:
     fit_posteriors: DataFrame | None
 
 
+def _copy_of(tree: exp.Expression) -> str | None:
+    """``b`` when ``tree`` is ``CREATE ... a AS SELECT * FROM b`` (a plain copy), else None."""
+    from sqlglot import exp
+
+    q = tree.expression if isinstance(tree, exp.Create) else None
+    if (isinstance(q, exp.Select) and len(q.expressions) == 1 and isinstance(q.expressions[0], exp.Star)
+            and not any(q.args.get(k) for k in ("where", "joins", "group", "having", "order", "limit", "distinct", "with"))):
+        src = q.args.get("from") or q.args.get("from_")
+        if src is not None and isinstance(src.this, exp.Table) and not src.this.db:
+            return str(src.this.name)
+    return None
+
+
 class _SparkRunner:
     """``kdstore.labelmodel``'s statement runner, on Spark: each ``CREATE TEMP TABLE`` becomes a
     checkpointed temporary view (materialised once, its lineage cut, so iterations do not grow the plan)."""
@@ -513,23 +526,33 @@ class _SparkRunner:
         body = _rename_kd(_adapt(_spark_fixes(query.copy(), f"labelmodel/{name}")), prefix=self.prefix, database=None)
         return tree, str(body.sql(dialect="spark")), args
 
-    def materialise(self, view: str, df: DataFrame) -> None:
-        df = df.localCheckpoint(eager=True)
+    def materialise(self, view: str, df: DataFrame, *, checkpoint: bool = True) -> None:
+        if checkpoint:
+            df = df.localCheckpoint(eager=True)
         old = self.frames.get(view)
         df.createOrReplaceTempView(view)
         self.frames[view] = df
-        if old is not None:
-            old.unpersist()
+        if old is not None and not any(f is old for f in self.frames.values()):
+            old.unpersist()  # no other view shares it (keep_prev copies share their source's data)
 
     def run(self, name: str) -> None:
         from sqlglot import exp
 
         tree, sql, args = self._sql(name)
+        copied = _copy_of(tree)
+        if copied is not None and copied in self.frames:  # CREATE TEMP TABLE a AS SELECT * FROM b
+            self.materialise(tree.this.name, self.frames[copied], checkpoint=False)
+            return
         df = self.spark.sql(sql, args=args or None)
-        if isinstance(tree, exp.Insert):  # write_*: kept as a DataFrame in the target's contract
-            table = tree.this.this.name if isinstance(tree.this, exp.Schema) else tree.this.name
-            cols = [c.name for c in contract()[table]]
-            self.inserts[table] = df.toDF(*cols[: len(df.columns)]).localCheckpoint(eager=True)
+        if isinstance(tree, exp.Insert):
+            target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+            if target.db == "kd":  # write_*: kept as a DataFrame in the kd table's contract
+                cols = [c.name for c in contract()[target.name]]
+                self.inserts[target.name] = df.toDF(*cols[: len(df.columns)]).localCheckpoint(eager=True)
+                return
+            # INSERT INTO a temporary table: the new rows (computed from the old table) appended
+            old = self.frames[target.name]
+            self.materialise(target.name, old.union(df.toDF(*old.columns)))
             return
         self.materialise(tree.this.name, df)
 
@@ -684,6 +707,35 @@ def label_model(
         priors=r.inserts["label_model_priors"], accuracy=r.inserts["label_model_accuracy"],
         fit_posteriors=r.inserts.get("label_model_fit_posteriors"),
     )
+
+
+def write_label_model(spark: SparkSession, fit: SparkLabelModel, path: str | Path, *, mode: str = "overwrite") -> None:
+    """Write a Spark fit as ``kd`` tables (``runs``, ``label_model_runs``, ``label_model_priors``,
+    ``label_model_accuracy``, ``label_model_fit_posteriors``) under ``path``, for
+    ``store.import_parquet(path, mode="append")``."""
+    import json
+
+    out = Path(path)
+    p = fit.params
+    run = (fit.run_id, "label_model", json.dumps({**p, "seed": 0}),
+           json.dumps({"iterations": fit.iterations, "converged": fit.converged, "log_likelihood": list(fit.log_likelihood)}))
+    lm_run = (fit.run_id, fit.model, fit.abstain, fit.votes, fit.init, fit.class_prior, ",".join(p["fit_splits"]),
+              float(p["smoothing"]), float(p["prior_smoothing"]), float(p["tol"]), int(p["max_iter"]), 0,
+              fit.iterations, fit.converged, [float(x) for x in fit.log_likelihood], fit.n_examples, fit.n_teachers)
+
+    def schema(table: str, skip: tuple[str, ...] = ("created_at",)) -> str:
+        return ", ".join(f"`{c.name}` {c.spark_type}" for c in contract()[table] if c.name not in skip)
+
+    frames = {
+        "runs": spark.createDataFrame([run], schema("runs")),
+        "label_model_runs": spark.createDataFrame([lm_run], schema("label_model_runs")),
+        "label_model_priors": fit.priors,
+        "label_model_accuracy": fit.accuracy,
+    }
+    if fit.fit_posteriors is not None:
+        frames["label_model_fit_posteriors"] = fit.fit_posteriors
+    for table, df in frames.items():
+        df.write.mode(mode).parquet(str(out / table))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -889,5 +941,7 @@ __all__ = [
     "run_onnx_teacher",
     "spark_views",
     "to_arrow",
+    "to_spark_sql",
+    "write_label_model",
     "write_outputs",
 ]

@@ -68,6 +68,7 @@ def duck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[kdstore.Sto
     """The small store with its views installed in DuckDB, and its Parquet export."""
     with kdstore.connect() as store:
         smallstore.build(store, n=200)
+        store.fit_label_model(model="one_coin")  # so kd.label_model_posteriors has rows
         for name, _ in ks._view_asts():
             from kdstore.store.schema import sql_dir
 
@@ -219,3 +220,31 @@ def test_onnx_binding_errors_are_raised_before_any_job(spark: SparkSession,
         ks.run_onnx_teacher(spark, teachers[0], feats.drop("c3"), teacher_id=0)
     with pytest.raises(kdstore.SchemaError, match="no example_id column"):
         ks.run_onnx_teacher(spark, teachers[0], feats.drop("example_id"), teacher_id=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# label-free EM on Spark
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("model", "max_iter"), [("one_coin", None), ("class_conditional", 2)])
+def test_label_model_on_spark_equals_duckdb(spark: SparkSession, installed: dict[str, str], tmp_path: Path,
+                                            model: str, max_iter: int | None) -> None:
+    """The one-coin fit runs to convergence (default tol); the class-conditional one (observed
+    abstains, the longer statement set) for two iterations. Spark's fit, imported into a copy of the
+    store, equals the fit DuckDB made there."""
+    with kdstore.connect() as store:
+        smallstore.build(store, n=200)
+        local = store.fit_label_model(model=model, max_iter=max_iter)
+        fit = ks.label_model(spark, model=model, max_iter=max_iter, run_id=local.run_id + 1)
+        assert (fit.iterations, fit.converged, fit.n_examples, fit.n_teachers) == (
+            local.iterations, local.converged, local.n_examples, local.n_teachers)
+        assert local.converged == (max_iter is None)
+        np.testing.assert_allclose(fit.log_likelihood, local.log_likelihood, rtol=1e-12)
+        ks.write_label_model(spark, fit, tmp_path / "lm")
+        store.import_parquet(tmp_path / "lm", mode="append")
+        for table in ("label_model_priors", "label_model_accuracy", "label_model_fit_posteriors"):
+            def rows(run: int, table: str = table) -> Any:
+                return store.query(f"SELECT * EXCLUDE (run_id) FROM kd.{table} WHERE run_id = {run}")
+            assert rows(local.run_id).num_rows > 0
+            assert_same_rows(rows(local.run_id), rows(fit.run_id), tol=1e-9, what=table)
+        runs = store.query("SELECT * EXCLUDE (run_id, created_at) FROM kd.label_model_runs ORDER BY run_id").to_pylist()
+        assert runs[0] == runs[1]
