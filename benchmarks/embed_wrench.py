@@ -17,15 +17,17 @@ the WRENCH integer id (column ``id``; ids repeat across splits of youtube/sms/tr
   the attention mask + L2 normalisation, done inside the ONNX graph), truncated at 256 tokens as
   sentence-transformers does;
 * ``n_tokens`` (with [CLS]/[SEP], after truncation) and ``truncated``;
-* relation sets only (semeval, chemprot_partial): ``entity1`` and ``entity2``, FLOAT[384] each:
-  the mean of the model's last hidden state over the tokens of each entity's character span
-  (``span1`` / ``span2``, all checked to match ``entity1`` / ``entity2``), in the context of the
-  sentence. Decision: a relation label is about a *pair* of entities in a sentence (the same
+* relation sets only (semeval, chemprot_partial): ``entity1``, ``entity2`` and ``between``,
+  FLOAT[384] each: the mean of the model's last hidden state over the tokens of each entity's
+  character span (``span1`` / ``span2``, all checked to match ``entity1`` / ``entity2``) and over
+  the tokens strictly between the two entities, in the context of the sentence. Decision: a relation label is about a *pair* of entities in a sentence (the same
   sentence can hold several pairs), so the plain sentence embedding cannot tell the pairs apart.
   WRENCH's own relation features are BERT's [CLS] + entity-1 token mean + entity-2 token mean;
   this is the same recipe on MiniLM. The text itself is embedded unmarked (no inserted entity
-  markers: MiniLM has no marker tokens). An entity cut off by truncation falls back to the mean
-  of all the sentence's tokens (``entity1_found`` / ``entity2_found`` say when).
+  markers: MiniLM has no marker tokens). The relation sets' labeling functions are patterns on
+  the words between the two entities ("SUBJ caused by the OBJ"), hence ``between``. A part with
+  no tokens (an entity cut off by truncation, adjacent entities) falls back to the mean of all
+  the sentence's tokens (``*_found`` columns say when).
 
 ``MANIFEST.json`` records the model name, package version, sha256 of the ONNX file and of the
 tokenizer, the source files' sha256 (from the data's MANIFEST), and per file rows, columns, time.
@@ -54,6 +56,8 @@ WRENCH = ROOT.parents[1] / "shared" / "data" / "wrench"
 SETS = ("youtube", "sms", "trec", "semeval", "chemprot_partial")
 RELATION_SETS = ("semeval", "chemprot_partial")
 SPLITS = ("train", "valid", "test")
+#: bump when the columns or their meaning change: cached files of another format are recomputed
+CACHE_FORMAT = 2
 
 
 def sha256(path: Path) -> str:
@@ -105,8 +109,9 @@ class Embedder:
         n = len(texts)
         emb = np.zeros((n, self.dim), np.float32)
         ntok = np.zeros(n, np.int32)
-        ents = [np.zeros((n, self.dim), np.float32), np.zeros((n, self.dim), np.float32)] if spans is not None else []
-        found = [np.zeros(n, bool), np.zeros(n, bool)] if spans is not None else []
+        parts = 3 if spans is not None else 0  # entity 1, entity 2, the words between them
+        ents = [np.zeros((n, self.dim), np.float32) for _ in range(parts)]
+        found = [np.zeros(n, bool) for _ in range(parts)]
         # sort by length so a batch pads little; results go back to input order
         lengths = np.asarray([len(e.ids) for e in self.tok.encode_batch(texts)]) if n else np.zeros(0, int)
         order = np.argsort(lengths, kind="stable")
@@ -128,14 +133,17 @@ class Embedder:
             for j, (i, e) in enumerate(zip(idx, enc, strict=True)):
                 real = np.asarray(e.attention_mask, bool) & ~np.asarray(e.special_tokens_mask, bool)
                 off = np.asarray(e.offsets)
-                for k in range(2):
-                    a, b = spans[i][k]
-                    sel = real & (off[:, 0] < b) & (off[:, 1] > a)
+                (a1, b1), (a2, b2) = spans[i]
+                sels = [real & (off[:, 0] < b1) & (off[:, 1] > a1),
+                        real & (off[:, 0] < b2) & (off[:, 1] > a2),
+                        real & (off[:, 0] >= min(b1, b2)) & (off[:, 1] <= max(a1, a2))]
+                for k, sel in enumerate(sels):
                     found[k][i] = bool(sel.any())
                     ents[k][i] = tokens[j][sel if sel.any() else real].mean(axis=0)
         out = {"embedding": emb, "n_tokens": ntok}
         if spans is not None:
-            out.update(entity1=ents[0], entity2=ents[1], entity1_found=found[0], entity2_found=found[1])
+            out.update(entity1=ents[0], entity2=ents[1], between=ents[2],
+                       entity1_found=found[0], entity2_found=found[1], between_found=found[2])
         return out
 
 
@@ -167,8 +175,9 @@ def embed_file(emb: Embedder, src: Path, dst: Path, relation: bool, batch: int) 
         "truncated": res["n_tokens"] >= int(emb.meta["max_seq_length"]),
     }
     if relation:
-        cols.update(entity1=_vectors(res["entity1"]), entity2=_vectors(res["entity2"]),
-                    entity1_found=res["entity1_found"], entity2_found=res["entity2_found"])
+        cols.update(entity1=_vectors(res["entity1"]), entity2=_vectors(res["entity2"]), between=_vectors(res["between"]),
+                    entity1_found=res["entity1_found"], entity2_found=res["entity2_found"],
+                    between_found=res["between_found"])
     table = pa.table(cols).sort_by("id")
     table = table.replace_schema_metadata({"model": emb.meta["model"], "onnx_sha256": emb.onnx_sha256})
     tmp = dst.with_suffix(".parquet.tmp")
@@ -177,10 +186,10 @@ def embed_file(emb: Embedder, src: Path, dst: Path, relation: bool, batch: int) 
     info: dict[str, Any] = {
         "rows": table.num_rows, "columns": table.column_names, "seconds": round(secs, 2),
         "texts_per_s": round(len(texts) / max(secs, 1e-9), 1), "truncated": int(np.sum(cols["truncated"])),
-        "onnx_sha256": emb.onnx_sha256, "source": str(src.relative_to(src.parents[1])),
+        "onnx_sha256": emb.onnx_sha256, "source": str(src.relative_to(src.parents[1])), "format": CACHE_FORMAT,
     }
     if relation:
-        info["entity_not_found"] = [int((~res["entity1_found"]).sum()), int((~res["entity2_found"]).sum())]
+        info["not_found"] = {k: int((~res[f"{k}_found"]).sum()) for k in ("entity1", "entity2", "between")}
     return info
 
 
@@ -202,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         "onnx_sha256": emb.onnx_sha256, "tokenizer_sha256": emb.meta["tokenizer_sha256"],
         "weights_sha256": emb.meta["weights_sha256"], "max_seq_length": emb.meta["max_seq_length"],
         "pooling": emb.meta["pooling"], "dim": emb.dim,
-        "text": "data.text as given, unmarked; relation sets add entity1/entity2 = mean last hidden state over each entity span",
+        "text": "data.text as given, unmarked; relation sets add entity1 / entity2 / between = mean last hidden state "
+                "over each entity's tokens and over the tokens between the two entities",
+        "format": CACHE_FORMAT,
         "runtime": {"onnxruntime": __import__("onnxruntime").__version__, "tokenizers": __import__("tokenizers").__version__,
                     "threads": args.threads, "batch": args.batch},
     })
@@ -216,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             dst = OUT / key
             src_sha = data_manifest.get(name, {}).get("files", {}).get(f"{split}.json", {}).get("sha256") or sha256(src)
             old = files.get(key, {})
-            if dst.exists() and not args.force and old.get("onnx_sha256") == emb.onnx_sha256 and old.get("source_sha256") == src_sha:
+            # files cached before formats were recorded: only the relation sets' columns changed since
+            fmt_ok = old.get("format", 1 if name in RELATION_SETS else CACHE_FORMAT) == CACHE_FORMAT
+            same = old.get("onnx_sha256") == emb.onnx_sha256 and old.get("source_sha256") == src_sha and fmt_ok
+            if dst.exists() and same and not args.force:
                 print(f"{key}: cached ({old.get('rows')} rows)")
                 continue
             info = embed_file(emb, src, dst, name in RELATION_SETS, args.batch)

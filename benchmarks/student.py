@@ -56,19 +56,32 @@ def blas_info() -> dict[str, Any]:
 
 
 def gemm_flops(m: int, k: int, n: int, seconds: float = 0.4) -> float:
-    """Median float32 GEMM FLOP/s of ``[m, k] @ [k, n]`` over repeated single products."""
+    """Median float32 GEMM FLOP/s of ``[m, k] @ [k, n]`` over repeated single products (wall clock)."""
+    return gemm_rates(m, k, n, seconds)["median_call"]
+
+
+def gemm_rates(m: int, k: int, n: int, seconds: float = 0.4) -> dict[str, float]:
+    """GEMM FLOP/s three ways: median single call, whole window per wall second, per CPU second.
+
+    On a shared machine the median call leaves out the moments the process is preempted, which an
+    epoch's wall time includes; FLOP per CPU second leaves preemption out of both sides.
+    """
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
     out = np.empty((m, n), np.float32)
     np.matmul(a, b, out=out)
     times = []
-    end = time.perf_counter() + seconds
+    w0, c0 = time.perf_counter(), time.process_time()
+    end = w0 + seconds
     while time.perf_counter() < end or len(times) < 5:
         t0 = time.perf_counter()
         np.matmul(a, b, out=out)
         times.append(time.perf_counter() - t0)
-    return 2.0 * m * k * n / statistics.median(times)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    flop = 2.0 * m * k * n
+    return {"median_call": flop / statistics.median(times), "per_wall_second": flop * len(times) / wall,
+            "per_cpu_second": flop * len(times) / max(cpu, 1e-9)}
 
 
 def make_data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -91,9 +104,14 @@ def bench_training(X: np.ndarray, P: np.ndarray, epochs: int, batch_size: int, d
 
     gemm_big: list[float] = []
     gemm_shape: list[float] = []
+    gemm_big_cpu: list[float] = []
+    gemm_big_wall: list[float] = []
 
     def after_epoch(_: dict[str, Any]) -> None:
-        gemm_big.append(gemm_flops(2048, 2048, 2048))
+        rates = gemm_rates(2048, 2048, 2048, 1.0)
+        gemm_big.append(rates["median_call"])
+        gemm_big_wall.append(rates["per_wall_second"])
+        gemm_big_cpu.append(rates["per_cpu_second"])
         gemm_shape.append(gemm_flops(batch_size, 256, 256))
 
     with blas_threads(threads):
@@ -106,12 +124,18 @@ def bench_training(X: np.ndarray, P: np.ndarray, epochs: int, batch_size: int, d
     ex_s = statistics.median(eps)
     flops = 6.0 * params * ex_s
     big, shape = statistics.median(gemm_big), statistics.median(gemm_shape)
+    ex_cpu = statistics.median([X.shape[0] / c["cpu_seconds"] for c in res.curve])
     return {
         "blas_threads": threads, "blas_during_run": blas_now,
         "rows": int(X.shape[0]), "epochs": epochs, "batch_size": batch_size, "dropout": dropout, "params": params,
         "examples_per_second_per_epoch": eps, "examples_per_second": ex_s, "train_gflops": flops / 1e9,
         "gemm_2048_gflops": [g / 1e9 for g in gemm_big], "gemm_batch_gflops": [g / 1e9 for g in gemm_shape],
         "ratio_vs_gemm_2048": flops / big, "ratio_vs_gemm_batch_shape": flops / shape,
+        "gemm_2048_gflops_per_wall_second": [g / 1e9 for g in gemm_big_wall],
+        "gemm_2048_gflops_per_cpu_second": [g / 1e9 for g in gemm_big_cpu],
+        "examples_per_cpu_second": ex_cpu,
+        "ratio_vs_gemm_2048_window": flops / statistics.median(gemm_big_wall),
+        "ratio_vs_gemm_2048_cpu_time": 6.0 * params * ex_cpu / statistics.median(gemm_big_cpu),
         "train_loss": [c["train_loss"] for c in res.curve],
     }
 
@@ -222,46 +246,58 @@ def main() -> None:
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--skip-serving", action="store_true")
+    ap.add_argument("--name", default="student", help="results file name (benchmarks/results/NAME.{json,md})")
     ap.add_argument("--threads", default="default,1", help="BLAS thread settings to train with (default = BLAS default)")
     args = ap.parse_args()
 
     X, P = make_data(args.rows)
-    result: dict[str, Any] = {"blas": blas_info(), "config": vars(args)}
+    result: dict[str, Any] = {"blas": blas_info(), "config": vars(args), "loadavg_start": os.getloadavg()}
     if not args.skip_training:
         result["training"] = []
         for th in args.threads.split(","):
             r = bench_training(X, P, args.epochs, args.batch_size, args.dropout, None if th == "default" else int(th))
             result["training"].append(r)
             print("training:", {k: v for k, v in r.items() if not isinstance(v, list)}, flush=True)
-    with tempfile.TemporaryDirectory(prefix="kdstore-bench-") as tmp:
-        path = os.path.join(tmp, "bench.duckdb")
-        result["store"] = build_store(path, X, P)
-        result["store"]["file_mb"] = os.path.getsize(path) / 1e6
-        del P
-        first = args.threads.split(",")[0]
-        result["serving"] = bench_serving(path, X, args.rounds, None if first == "default" else int(first))
-    print("serving:", result["serving"]["rows_per_second"], result["serving"]["ratio_vs_floor"], flush=True)
+    if not args.skip_serving:
+        with tempfile.TemporaryDirectory(prefix="kdstore-bench-") as tmp:
+            path = os.path.join(tmp, "bench.duckdb")
+            result["store"] = build_store(path, X, P)
+            result["store"]["file_mb"] = os.path.getsize(path) / 1e6
+            del P
+            first = args.threads.split(",")[0]
+            result["serving"] = bench_serving(path, X, args.rounds, None if first == "default" else int(first))
+        print("serving:", result["serving"]["rows_per_second"], result["serving"]["ratio_vs_floor"], flush=True)
     result["peak_rss_mb"] = peak_rss_mb()
-    write_results("student", result, markdown(result))
+    result["loadavg_end"] = os.getloadavg()
+    write_results(args.name, result, markdown(result))
 
 
 def markdown(r: dict[str, Any]) -> str:
     lines = ["# Student benchmark", "",
-             f"BLAS: {r['blas']['blas']}; OPENBLAS_CORETYPE={r['blas']['OPENBLAS_CORETYPE']}", ""]
+             f"BLAS: {r['blas']['blas']}; OPENBLAS_CORETYPE={r['blas']['OPENBLAS_CORETYPE']}. "
+             f"Load average (1/5/15 min) at start {tuple(round(x, 1) for x in r['loadavg_start'])}, at end "
+             f"{tuple(round(x, 1) for x in r['loadavg_end'])} on {os.cpu_count()} cores (a shared machine: "
+             "compare the ratios, measured in the same run, not the absolute numbers).", ""]
     for t in r.get("training", []):
         threads = t["blas_during_run"][0]["num_threads"] if t["blas_during_run"] else "?"
         lines += [
             f"## Training: {t['rows']:,} x {D} -> {HIDDEN} -> {K}, batch {t['batch_size']}, dropout {t['dropout']}, "
             f"{t['params']:,} parameters (6 x params FLOP per example), BLAS threads {threads} "
-            f"({'default' if t['blas_threads'] is None else 'threads=' + str(t['blas_threads'])}); GEMM measured with the same threads", "",
+            f"({'BLAS default' if t['blas_threads'] is None else 'threads=' + str(t['blas_threads'])}); GEMM measured with the same threads", "",
             "| measure | value |", "|---|---|",
             f"| examples/s per epoch | {', '.join(f'{x:,.0f}' for x in t['examples_per_second_per_epoch'])} |",
             f"| training FLOP/s (median epoch) | {t['train_gflops']:.1f} GFLOP/s |",
             f"| NumPy GEMM 2048³ (after each epoch) | {', '.join(f'{x:.1f}' for x in t['gemm_2048_gflops'])} GFLOP/s |",
             f"| NumPy GEMM {t['batch_size']}x256x256 | {', '.join(f'{x:.1f}' for x in t['gemm_batch_gflops'])} GFLOP/s |",
-            f"| **ratio vs GEMM 2048³** (target ≥ 40 %) | **{t['ratio_vs_gemm_2048']:.0%}** |",
+            f"| **ratio vs GEMM 2048³** (median call; target ≥ 40 %) | **{t['ratio_vs_gemm_2048']:.0%}** |",
+            f"| ratio vs GEMM 2048³ over a 1 s window (wall clock, preemption on both sides) | {t['ratio_vs_gemm_2048_window']:.0%} |",
+            f"| ratio per CPU second (examples/CPU-s {t['examples_per_cpu_second']:,.0f}; preemption on neither side) "
+            f"| {t['ratio_vs_gemm_2048_cpu_time']:.0%} |",
             f"| ratio vs GEMM at the batch shape | {t['ratio_vs_gemm_batch_shape']:.0%} |", ""]
-    s = r["serving"]
+    s = r.get("serving")
+    if not s:
+        return "\n".join(lines)
     lines += [
         f"## Serving: {s['rows']:,} rows, 64 -> 256 -> 256 -> 10 ({s['flop_per_row']:,} FLOP/row), ORT {s['ort_threads']} threads, "
         f"DuckDB {s['duckdb_threads']} threads, medians of {len(next(iter(s['seconds'].values())))} interleaved rounds", "",

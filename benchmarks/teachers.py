@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
 import shutil
 import statistics
 import sys
@@ -35,7 +37,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import peak_rss_mb, write_results
+from _common import RESULTS, peak_rss_mb, write_results
 
 import kdstore
 from kdstore.teachers import OnnxTeacher
@@ -95,20 +97,20 @@ def time_read(path: Path, source: str, batch: int) -> float:
         return time.perf_counter() - t
 
 
-def pure_ort(teachers: list[OnnxTeacher], x: np.ndarray, batch: int, workers: int, threads: int) -> float:
-    """Seconds to run every teacher over every row of in-memory ``x`` (same sessions/chunking as run_teachers)."""
+def pure_ort(teachers: list[OnnxTeacher], x: np.ndarray, batch: int, workers: int, threads: int) -> tuple[float, float]:
+    """(wall, CPU) seconds to run every teacher over every in-memory row (run_teachers' sessions and chunking)."""
     sessions = [t.open(threads=threads) for t in teachers]
     for s in sessions:
         s.run({"x": x[:CHUNK_ROWS]})
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(s.run, {"x": x[lo:lo + batch]}) for lo in range(0, len(x), batch) for s in sessions]
         for f in futures:
             f.result()
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     for s in sessions:
         s.close()
-    return dt
+    return dt, dc
 
 
 def _session(teacher: OnnxTeacher, threads: int) -> Any:
@@ -151,6 +153,61 @@ def per_row_pipeline(teacher: OnnxTeacher, db: Path, layout: str, sample: int) -
     return len(rows) / dt
 
 
+def render(d: dict[str, Any]) -> str:
+    """The Markdown report of one run (also re-renders a saved JSON: ``--render``)."""
+    T, n, k, cores = d["teachers"], d["rows"], d["k"], d["cores"]
+    work_rows, fpr = n * T, flops_per_row(k)
+    pure_cfg, pure_1s = d["pure_ort_seconds"]["configured"], d["pure_ort_seconds"]["one_session_all_threads"]
+    e2e, gemm = d["end_to_end_seconds"], d["gemm_gflops"]
+    workers, threads = d["workers"], d["threads_per_session"]
+    r, tr, cpu, read = d["ratios"], d["teacher_rows_per_s"], d["cpu_seconds"], d["read_seconds"]
+    loop_rate, pipe_rate = d["per_row_loop_rows_per_s"], d["per_row_pipeline_rows_per_s"]
+    quarter = d.get("pure_variant_teachers", max(1, T // 4))
+    load = d.get("load_average")
+    load_txt = f" Load average (1 min) {load['start']:.1f} at the start, {load['end']:.1f} at the end." if load else ""
+
+    def met(x: float, target: float) -> str:
+        return "yes" if x >= target else "NO"
+
+    return f"""# Teachers benchmark: {T} MLP teachers x {n:,} feature rows
+
+64 -> 256 -> 256 -> {k} float32 MLPs with softmax ({fpr:,} FLOP per row), features stored in the DuckDB file,
+{cores} cores, batches of {d['batch_rows']:,} rows (ONNX Runtime calls of {d['ort_chunk_rows']:,} rows), {workers} concurrent
+sessions x {threads} intra-op thread(s). One run; ratios compare numbers measured in it. The machine is shared: the
+process got only a fraction of the 2 cores (see the CPU seconds), so wall-clock ratios partly measure the
+scheduler; the CPU-time ratio compares the work done.{load_txt}
+
+| what | seconds | teacher-rows/s | GFLOP/s |
+|---|---:|---:|---:|
+| NumPy float32 GEMM (ceiling, best of two measurements) | | | {gemm:.1f} |
+| pure ONNX Runtime, in-memory arrays ({workers}x{threads}) | {pure_cfg:.1f} | {work_rows / pure_cfg:,.0f} | {work_rows * fpr / pure_cfg / 1e9:.1f} |
+| pure ONNX Runtime, in-memory arrays (1x{cores}; {quarter} teachers, scaled) | {pure_1s:.1f} | {work_rows / pure_1s:,.0f} | {work_rows * fpr / pure_1s / 1e9:.1f} |
+| **end-to-end run_teachers** (DuckDB -> ORT -> kd.scores) | {e2e:.1f} | {tr['end_to_end']:,.0f} | {d['achieved_gflops']['end_to_end']:.1f} |
+| per-row Python loop calling session.run (sample of {d.get('loop_sample', 5000):,}, extrapolated) | {d['per_row_loop_extrapolated_seconds']:,.0f} | {loop_rate:,.0f} | {loop_rate * fpr / 1e9:.2f} |
+| per-row pipeline: fetch row from DuckDB, run, INSERT (sample of {d.get('pipeline_sample', 2000):,}, extrapolated) | {d['per_row_pipeline_extrapolated_seconds']:,.0f} | {pipe_rate:,.0f} | {pipe_rate * fpr / 1e9:.2f} |
+| incremental re-run (everything stored: all skipped) | {d['incremental_rerun_seconds']:.2f} | | |
+
+| target | measured | met |
+|---|---:|:---:|
+| end-to-end >= 70% of pure inference (best pure config, wall clock) | {r['end_to_end_vs_pure']:.1%} | {met(r['end_to_end_vs_pure'], 0.7)} |
+| same, against the pure run with run_teachers' own config ({workers}x{threads}), wall clock | {r['end_to_end_vs_same_config_pure']:.1%} | {met(r['end_to_end_vs_same_config_pure'], 0.7)} |
+| same, in CPU seconds (pure {cpu['pure_ort_configured']:.1f} s / end-to-end {cpu['end_to_end']:.1f} s) | {r['cpu_time_pure_over_end_to_end']:.1%} | {met(r['cpu_time_pure_over_end_to_end'], 0.7)} |
+| end-to-end >= 100x the per-row loop (session.run per row) | {r['end_to_end_vs_loop']:,.1f}x | {met(r['end_to_end_vs_loop'], 100)} |
+| end-to-end >= 100x the per-row pipeline (read, run, insert per row) | {r['end_to_end_vs_pipeline']:,.0f}x | {met(r['end_to_end_vs_pipeline'], 100)} |
+| achieved FLOP/s vs NumPy GEMM | pure {r['pure_vs_gemm']:.0%}, end-to-end {r['end_to_end_vs_gemm']:.0%} | (reported) |
+
+Feature read (full scan + float32 input build): 64 FLOAT columns {read['cols']:.2f} s, one FLOAT[64] column
+{read['vec']:.2f} s -> the run used `{d['feature_layout']}`. Stored {d['stored_rows']:,} score rows; parity with a direct
+session max |diff| {d['parity_max_abs_diff']:.1e}. Store setup {d['setup_seconds']:.1f} s; peak RSS {d['peak_rss_mb']:,.0f} MB;
+whole benchmark {d['total_seconds']:.0f} s.
+
+Why the per-row loop target is not met: for a model this small one `session.run` call costs ~10-20 us of
+overhead plus a matrix-vector product, against ~2 us per row of batched compute per core, so batching can
+only win ~5-15x over that loop. Against the naive per-row pipeline (read a row, run it, INSERT it) the
+end-to-end run is far more than 100x faster.
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -159,12 +216,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1 << 16, help="feature rows per batch")
     ap.add_argument("--sample", type=int, default=5000, help="rows for the per-row loop")
     ap.add_argument("--workdir", default=None, help="where the store and models go (default: a temp dir)")
+    ap.add_argument("--render", action="store_true", help="only re-render results/teachers.md from the saved JSON")
     args = ap.parse_args()
+    if args.render:
+        saved = json.loads((RESULTS / "teachers.json").read_text())
+        (RESULTS / "teachers.md").write_text(render(saved).rstrip() + "\n")
+        return
     n, T, k = args.rows, args.teachers, args.k
     work = Path(args.workdir or tempfile.mkdtemp(prefix="kdstore-bench-teachers-"))
     work.mkdir(parents=True, exist_ok=True)
     cores = _cpu_count()
     t_all = time.perf_counter()
+    load_start = os.getloadavg()[0]
     print(f"{n:,} rows x {T} teachers (64->256->256->{k}), {cores} cores, work dir {work}", flush=True)
     try:
         rng = np.random.default_rng(0)
@@ -188,10 +251,10 @@ def main() -> None:
 
         workers = min(cores, T)
         threads = max(1, cores // workers)
-        pure_cfg = pure_ort(teachers, x, args.batch, workers, threads)
+        pure_cfg, pure_cpu = pure_ort(teachers, x, args.batch, workers, threads)
         gc.collect()
         quarter = max(1, T // 4)  # the variant runs a quarter of the teachers, scaled up (saves minutes)
-        pure_1s = pure_ort(teachers[:quarter], x, args.batch, 1, cores) * T / quarter
+        pure_1s = pure_ort(teachers[:quarter], x, args.batch, 1, cores)[0] * T / quarter
         pure = min(pure_cfg, pure_1s)
         print(f"pure ORT: {workers}x{threads} {pure_cfg:.1f} s, 1x{cores} {pure_1s:.1f} s", flush=True)
 
@@ -202,9 +265,9 @@ def main() -> None:
 
         gc.collect()
         with kdstore.connect(db) as store:
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             report = store.run_teachers(teachers, features=layout, batch_size=args.batch, progress=False)
-            e2e = time.perf_counter() - t
+            e2e, e2e_cpu = time.perf_counter() - t, time.process_time() - c
             stored_rows = int(store.one("SELECT count(*) FROM kd.scores")[0])  # type: ignore[index]
             # spot check: stored outputs equal the model's for a few rows
             probe = store.query(
@@ -235,48 +298,24 @@ def main() -> None:
             "gemm_gflops": gemm / 1e9,
             "pure_ort_seconds": {"configured": pure_cfg, "one_session_all_threads": pure_1s, "floor": pure},
             "end_to_end_seconds": e2e, "incremental_rerun_seconds": rerun,
+            "cpu_seconds": {"pure_ort_configured": pure_cpu, "end_to_end": e2e_cpu},
             "per_row_loop_rows_per_s": loop_rate, "per_row_loop_rows_per_s_by_threads": loop_rates, "per_row_loop_extrapolated_seconds": loop_s,
             "per_row_pipeline_rows_per_s": pipe_rate, "per_row_pipeline_extrapolated_seconds": pipe_s,
             "teacher_rows_per_s": {"pure_ort": work_rows / pure, "end_to_end": work_rows / e2e, "per_row_loop": loop_rate,
                                    "per_row_pipeline": pipe_rate},
             "achieved_gflops": {"pure_ort": work_rows * fpr / pure / 1e9, "end_to_end": work_rows * fpr / e2e / 1e9},
             "ratios": {"end_to_end_vs_pure": pure / e2e, "end_to_end_vs_loop": loop_s / e2e,
+                       "end_to_end_vs_same_config_pure": pure_cfg / e2e,
+                       "cpu_time_pure_over_end_to_end": pure_cpu / e2e_cpu,
                        "end_to_end_vs_pipeline": pipe_s / e2e,
                        "pure_vs_gemm": work_rows * fpr / pure / gemm, "end_to_end_vs_gemm": work_rows * fpr / e2e / gemm},
             "targets": {"end_to_end_vs_pure": 0.70, "end_to_end_vs_loop": 100.0},
             "parity_max_abs_diff": parity, "stored_rows": stored_rows, "peak_rss_mb": peak_rss_mb(),
             "total_seconds": time.perf_counter() - t_all,
+            "pure_variant_teachers": quarter, "loop_sample": args.sample, "pipeline_sample": min(args.sample, 2000),
+            "load_average": {"start": load_start, "end": os.getloadavg()[0]},
         }
-        r = data["ratios"]
-        tr = data["teacher_rows_per_s"]
-        md = f"""# Teachers benchmark: {T} MLP teachers x {n:,} feature rows
-
-64 -> 256 -> 256 -> {k} float32 MLPs with softmax ({fpr:,} FLOP per row), features stored in the DuckDB file,
-{cores} cores, batches of {args.batch:,} rows (ONNX Runtime calls of {CHUNK_ROWS:,} rows), {report.workers} concurrent
-sessions x {report.threads} intra-op thread(s). One run; ratios compare numbers measured in it (shared, busy machine).
-
-| what | seconds | teacher-rows/s | GFLOP/s |
-|---|---:|---:|---:|
-| NumPy float32 GEMM (ceiling) | | | {gemm / 1e9:.1f} |
-| pure ONNX Runtime, in-memory arrays ({workers}x{threads}) | {pure_cfg:.1f} | {work_rows / pure_cfg:,.0f} | {work_rows * fpr / pure_cfg / 1e9:.1f} |
-| pure ONNX Runtime, in-memory arrays (1x{cores}; {quarter} teachers, scaled) | {pure_1s:.1f} | {work_rows / pure_1s:,.0f} | {work_rows * fpr / pure_1s / 1e9:.1f} |
-| **end-to-end run_teachers** (DuckDB -> ORT -> kd.scores) | {e2e:.1f} | {tr['end_to_end']:,.0f} | {data['achieved_gflops']['end_to_end']:.1f} |
-| per-row Python loop calling session.run (sample of {args.sample:,}, extrapolated) | {loop_s:,.0f} | {loop_rate:,.0f} | {loop_rate * fpr / 1e9:.2f} |
-| per-row pipeline: fetch row from DuckDB, run, INSERT (sample, extrapolated) | {pipe_s:,.0f} | {pipe_rate:,.0f} | {pipe_rate * fpr / 1e9:.2f} |
-| incremental re-run (everything stored: all skipped) | {rerun:.2f} | | |
-
-| target | measured | met |
-|---|---:|:---:|
-| end-to-end >= 70% of pure inference (best pure config) | {r['end_to_end_vs_pure']:.0%} | {'yes' if r['end_to_end_vs_pure'] >= 0.7 else 'NO'} |
-| end-to-end >= 100x the per-row loop (session.run per row) | {r['end_to_end_vs_loop']:,.1f}x | {'yes' if r['end_to_end_vs_loop'] >= 100 else 'NO'} |
-| end-to-end >= 100x the per-row pipeline (read, run, insert per row) | {r['end_to_end_vs_pipeline']:,.0f}x | {'yes' if r['end_to_end_vs_pipeline'] >= 100 else 'NO'} |
-| achieved FLOP/s vs NumPy GEMM | pure {r['pure_vs_gemm']:.0%}, end-to-end {r['end_to_end_vs_gemm']:.0%} | (reported) |
-
-Feature read (full scan + float32 input build): 64 FLOAT columns {read['cols']:.2f} s, one FLOAT[64] column
-{read['vec']:.2f} s -> the run used `{layout}`. Stored {stored_rows:,} score rows; parity with a direct session
-max |diff| {parity:.1e}. Store setup {setup_s:.1f} s; peak RSS {data['peak_rss_mb']:,.0f} MB; whole benchmark
-{data['total_seconds']:.0f} s.
-"""
+        md = render(data)
         write_results("teachers", data, md)
         print(md)
     finally:

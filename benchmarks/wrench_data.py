@@ -135,15 +135,16 @@ def score(metric: str, pred: np.ndarray, gold: np.ndarray) -> float:
     return 100.0 * 2 * tp / denom if denom else 0.0
 
 
-def features(split: Split, set_name: str, *, entities: bool = False) -> np.ndarray:
-    """Cached MiniLM features of a split's rows, in the split's order: [n, 384] (or [n, 1152]).
+def features(split: Split, set_name: str, parts: tuple[str, ...] = ("embedding",)) -> np.ndarray:
+    """Cached MiniLM features of a split's rows, in the split's order: [n, 384 * len(parts)].
 
-    ``entities=True`` (relation sets) concatenates the entity-1 and entity-2 span embeddings.
+    ``parts``: columns of the cache to concatenate: ``embedding`` (the sentence embedding) and, for
+    the relation sets, ``entity1``, ``entity2``, ``between`` (contextual token means).
     """
     path = EMBEDDINGS / f"{set_name}_{split.file}.parquet"
     if not path.exists():
         raise SystemExit(f"{path} missing: run benchmarks/embed_wrench.py first (see its docstring)")
-    cols = ["id", "embedding"] + (["entity1", "entity2"] if entities else [])
+    cols = ["id", *parts]
     t = pq.read_table(path, columns=cols)
     ids = t.column("id").to_numpy()
     pos = np.searchsorted(ids, split.ids)

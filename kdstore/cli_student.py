@@ -42,7 +42,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_id = store.train_student(
             args.run, features=features, columns=args.columns.split(",") if args.columns else None, task=args.task,
             embedding_teacher=args.embedding_teacher, name=args.name, replace=args.replace,
-            progress=False if args.quiet else None, threads=args.threads, **hyper,
+            progress=False if args.quiet else None, threads=args.threads or "auto", **hyper,
         )
         m = store.models.load(model_id)
     valid, test = m.metrics.get("valid", {}), m.metrics.get("test", {})
@@ -122,17 +122,17 @@ def register(sub: Any) -> None:
     p.add_argument("--name", help="model name (default student_<id>)")
     p.add_argument("--replace", action="store_true", help="replace a student of the same name")
     p.add_argument("--hidden", type=_hidden, help="hidden layer widths, e.g. 256,256 (default)")
-    p.add_argument("--dropout", type=float, help="dropout rate of the hidden layers")
-    p.add_argument("--weight-decay", type=float, help="L2 weight decay")
-    p.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, help="Adam learning rate")
-    p.add_argument("--batch-size", type=int, help="mini-batch size")
-    p.add_argument("--epochs", type=int, help="maximum epochs")
+    p.add_argument("--dropout", type=float, help="probability of dropping a hidden unit while training (default 0)")
+    p.add_argument("--weight-decay", type=float, help="decoupled (AdamW) weight decay (default 1e-4)")
+    p.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, help="Adam step size (default 1e-3)")
+    p.add_argument("--batch-size", type=int, help="examples per mini-batch (default 512)")
+    p.add_argument("--epochs", type=int, help="maximum passes over the training set (default 30)")
     p.add_argument("--patience", type=int, help="epochs without validation improvement before stopping")
-    p.add_argument("--seed", type=int, help="random seed (training is deterministic for a seed)")
+    p.add_argument("--seed", type=int, help="seed of initialisation, shuffling and dropout (default 0)")
     p.add_argument("--temperature", type=float, help="distillation temperature (multiclass)")
-    p.add_argument("--embedding-loss", choices=["mse", "cosine"], help="loss of the embedding regression head")
+    p.add_argument("--embedding-loss", choices=["mse", "cosine"], help="loss of the embedding head (default mse)")
     p.add_argument("--label-weight", type=float, help="weight of the label loss next to the embedding loss")
-    p.add_argument("--threads", type=int, help="BLAS threads while training (on a busy machine 1 can be faster)")
+    p.add_argument("--threads", type=int, help="BLAS threads while training (default 1: faster on a busy 2-core machine)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=cmd_train)
 

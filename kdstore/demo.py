@@ -13,7 +13,7 @@ only part of the label set, and deliberately bad and adversarial teachers. Every
 scikit-learn pipeline (standardisation + logistic regression or a small MLP) exported to ONNX
 here with ``onnx.helper`` from its fitted weights (no skl2onnx), checked against
 ``predict_proba`` within 1e-5, and written to a folder next to the store. The teachers are then
-run over the store's pixel features with ONNX Runtime and their outputs ingested.
+registered as ONNX teachers and run over the store's pixel features by ``store.run_teachers``.
 
 >>> spec = TEACHERS[0]
 >>> (spec.name, spec.role, spec.labels, spec.output_type)
@@ -33,10 +33,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from kdstore.errors import ExportError, KdstoreError, TeacherError
+from kdstore.errors import ExportError, KdstoreError
 
 if TYPE_CHECKING:
     from kdstore.store.core import Store
+    from kdstore.teachers.run import RunReport
 
 #: Name of the feature source holding the pixels (64 float columns ``px00`` .. ``px63``).
 FEATURES = "digits"
@@ -356,46 +357,16 @@ def build_teachers(
 
 
 # ---------------------------------------------------------------------------------------------
-# running teachers (stand-in for store.run_teachers, issue 4)
-# ---------------------------------------------------------------------------------------------
-def run_onnx_teachers(store: Store, names: Sequence[str], *, features: str, progress: bool | None = None) -> int:
-    """Run registered ONNX teachers over a feature source and ingest their outputs.
-
-    A small stand-in for ``store.run_teachers`` (issue 4) with the same inputs: it reads each
-    teacher's ``uri`` and label alignment from the store, so swapping the call is one line.
-    Returns the number of (teacher, example) rows stored.
-    """
-    from kdstore.ingest import feature_relation, get_teacher
-
-    cols = ", ".join(f'"{c}"' for c in PIXELS)  # constants of this module
-    tbl = store.query(f"SELECT example_id, {cols} FROM {feature_relation(features)} ORDER BY example_id")
-    ids = tbl.column("example_id").to_numpy()
-    xs = np.column_stack([tbl.column(c).to_numpy() for c in PIXELS]).astype(np.float32)
-    n = 0
-    for name in names:
-        t = get_teacher(store, name)
-        if t.kind != "onnx" or not t.uri:
-            raise TeacherError(f"teacher {name!r} is not an ONNX teacher with a model file (kind {t.kind!r})")
-        try:
-            probs = _session(t.uri).run([OUTPUT_NAME], {INPUT_NAME: xs})[0]
-        except Exception as e:
-            raise TeacherError(f"teacher {name!r}: cannot run {t.uri}: {e}") from e
-        if probs.shape != (ids.size, len(t.label_ids)) or not np.isfinite(probs).all():
-            raise TeacherError(f"teacher {name!r}: output of shape {probs.shape} (or non-finite) for "
-                               f"{ids.size} examples x {len(t.label_ids)} labels")
-        flat = pa.array(probs.astype(np.float32).ravel())
-        lists = pa.FixedSizeListArray.from_arrays(flat, probs.shape[1])
-        n += store.ingest_outputs(name, pa.table({"example_id": ids, "scores": lists}), form="wide",
-                                  score_column="scores", fingerprint=t.fingerprint, progress=progress)
-    return n
-
-
-# ---------------------------------------------------------------------------------------------
 # the store
 # ---------------------------------------------------------------------------------------------
 def populate(store: Store, x: np.ndarray, y: np.ndarray, split: DemoSplit, teachers: Sequence[ExportedTeacher],
-             *, progress: bool | None = None) -> None:
-    """Labels, examples, gold (valid + test only), pixel features and teachers, then their outputs."""
+             *, progress: bool | None = None) -> RunReport:
+    """Labels, examples, gold (valid + test only), pixel features and teachers, then their outputs.
+
+    The teachers are registered as :class:`~kdstore.teachers.OnnxTeacher` and run by
+    ``store.run_teachers`` over the pixel feature source (64 numeric columns feed the model's one
+    ``pixels`` [N, 64] input, in order).
+    """
     store.add_labels(list(LABELS))
     ids = np.concatenate([split.train, split.valid, split.test]).astype(np.int64)
     names = ["train"] * split.train.size + ["valid"] * split.valid.size + ["test"] * split.test.size
@@ -406,14 +377,13 @@ def populate(store: Store, x: np.ndarray, y: np.ndarray, split: DemoSplit, teach
     cols: dict[str, Any] = {"example_id": order}
     cols.update({c: x[order, j] for j, c in enumerate(PIXELS)})
     store.register_features(FEATURES, pa.table(cols), replace=True, progress=progress)
+    from kdstore.teachers import OnnxTeacher
+
     for t in teachers:
-        store.add_teacher(t.spec.name, labels=[LABELS[d] for d in t.spec.labels], output_type=t.spec.output_type,
-                          kind="onnx", uri=str(t.path.resolve()), input_type=INPUT_TYPE,
-                          fingerprint=f"sha256:{t.sha256}", replace=True)
-    names_run = [t.spec.name for t in teachers]
-    # issue 4 lands ``store.run_teachers``; then this line becomes
-    # store.run_teachers(names_run, features=FEATURES)
-    run_onnx_teachers(store, names_run, features=FEATURES, progress=progress)
+        store.teachers.add(OnnxTeacher(t.path.resolve(), name=t.spec.name, labels=[LABELS[d] for d in t.spec.labels],
+                                       output_type=t.spec.output_type, output=OUTPUT_NAME), replace=True)
+    report = store.run_teachers([t.spec.name for t in teachers], features=FEATURES, progress=progress)
+    return report
 
 
 def _outputs(store: Store, split: str) -> tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -548,13 +518,13 @@ def build_demo(
         f"(ONNX vs predict_proba: max |diff| {max(t.parity for t in teachers):.1e})")
     try:
         with kdstore.connect(path) as store:
-            populate(store, x, y, split, teachers, progress=progress)
+            report = populate(store, x, y, split, teachers, progress=progress)
             rows, naive = score_on_test_split(store)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    say(f"ran {len(teachers)} ONNX teachers over {split.train.size + split.valid.size + split.test.size} examples "
-        f"with onnxruntime; outputs in {path}")
+    say(f"store.run_teachers: {len(report.runs)} ONNX teachers over {split.train.size + split.valid.size + split.test.size} "
+        f"examples in {report.seconds:.1f} s ({report.workers} workers x {report.threads} threads); outputs in {path}")
     return DemoResult(str(path), tdir, seed, split, tuple(teachers), tuple(rows), naive, time.perf_counter() - t0)
 
 
@@ -572,7 +542,6 @@ __all__ = [
     "check_parity",
     "format_table",
     "load_digits",
-    "run_onnx_teachers",
     "score_on_test_split",
     "split_digits",
     "to_onnx",

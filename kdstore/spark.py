@@ -347,7 +347,7 @@ def _view_asts() -> list[tuple[str, exp.Expression]]:
     return [(n, parsed[n]) for n in order]
 
 
-def _spark_fixes(tree: exp.Expression, view: str) -> exp.Expression:
+def _spark_fixes(tree: Any, view: str) -> exp.Expression:
     """Make DuckDB semantics explicit where Spark SQL differs and sqlglot does not cover it."""
     from sqlglot import exp
 
@@ -365,9 +365,13 @@ def _spark_fixes(tree: exp.Expression, view: str) -> exp.Expression:
         # Spark keeps DECIMAL through the division and rounds to 6 digits. DOUBLE matches to 1e-15.
         if isinstance(node, exp.Literal) and node.is_number and "." in node.this and "e" not in node.this.lower():
             return exp.cast(node.copy(), exp.DataType.build("DOUBLE"))
+        # DuckDB's list[i] is NULL out of bounds; Spark's ELEMENT_AT raises under ANSI mode.
+        if isinstance(node, exp.Bracket) and len(node.expressions) == 1:
+            return exp.Anonymous(this="TRY_ELEMENT_AT", expressions=[node.this.copy(), node.expressions[0].copy()])
         return node
 
-    return tree.transform(decimal_to_double)
+    out: exp.Expression = tree.transform(decimal_to_double)
+    return out
 
 
 def _spark_view(name: str, create: exp.Expression, *, prefix: str, database: str | None) -> SparkView:
@@ -523,6 +527,7 @@ class _SparkRunner:
         tree = sqlglot.parse_one(text, read="duckdb")
         args = {n: self.params[n] for n in names}
         query = tree.expression if isinstance(tree, (exp.Create, exp.Insert)) else tree
+        assert isinstance(query, exp.Expression), name
         body = _rename_kd(_adapt(_spark_fixes(query.copy(), f"labelmodel/{name}")), prefix=self.prefix, database=None)
         return tree, str(body.sql(dialect="spark")), args
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import kdstore
@@ -72,7 +73,7 @@ def test_teacher_corpus(built: demo.DemoResult) -> None:
         assert labels == [str(d) for d in spec.labels]
         assert out_type == spec.output_type
         assert Path(uri).parent == built.teachers_dir.resolve() and Path(uri).is_file()
-        assert fp == f"sha256:{by_name[name].sha256}"
+        assert fp is not None and by_name[name].sha256 in fp  # the model file's sha256
     assert all(t["rows"] == sum(info.splits.values()) for t in info.teachers)
     assert info.feature_sources == ["digits"]
 
@@ -109,7 +110,7 @@ def test_stored_outputs_equal_onnx_and_numpy_forward(built: demo.DemoResult) -> 
     ids, px = _features(built.path)
     stored = _scores(built.path)
     for t in built.teachers:
-        mine = stored.filter(pa.compute.equal(stored.column("name"), t.spec.name))
+        mine = stored.filter(pc.equal(stored.column("name"), t.spec.name))
         assert np.array_equal(mine.column("example_id").to_numpy(), ids)
         got = np.asarray(mine.column("scores").to_pylist(), dtype=np.float64)
         sess = ort.InferenceSession(str(t.path), providers=["CPUExecutionProvider"])
@@ -205,22 +206,3 @@ def test_cli_demo_is_deterministic_and_prints_info_and_test_table(
     assert "already exists" in capsys.readouterr().err
     with pytest.raises(KdstoreError, match="already exists"):
         demo.build_demo(path)
-
-
-def test_runner_refuses_mismatched_teachers(built: demo.DemoResult, store: kdstore.Store) -> None:
-    from kdstore.errors import TeacherError
-
-    x, _ = demo.load_digits()
-    store.add_labels(list(demo.LABELS))
-    store.add_examples(pa.table({"example_id": np.arange(5), "split": ["train"] * 5}))
-    store.register_features(demo.FEATURES, pa.table({"example_id": np.arange(5), **{c: x[:5, j] for j, c in enumerate(demo.PIXELS)}}))
-    binary_file = str(next(t.path for t in built.teachers if t.spec.name == "specialist_0"))
-    store.add_teacher("two_labels", labels=["0", "1"], output_type="multiclass", kind="onnx", uri=binary_file)
-    with pytest.raises(TeacherError, match=r"two_labels.*output of shape \(5, 1\)"):
-        demo.run_onnx_teachers(store, ["two_labels"], features=demo.FEATURES)
-    store.add_teacher("stored_only", labels=["0"], output_type="binary")
-    with pytest.raises(TeacherError, match="not an ONNX teacher"):
-        demo.run_onnx_teachers(store, ["stored_only"], features=demo.FEATURES)
-    assert store.one("SELECT count(*) FROM kd.scores") == (0,)
-    store.add_teacher("ok", labels=["0"], output_type="binary", kind="onnx", uri=binary_file)
-    assert demo.run_onnx_teachers(store, ["ok"], features=demo.FEATURES) == 5

@@ -202,8 +202,8 @@ def test_test_split_is_never_read_for_choices(world: dict[str, np.ndarray]) -> N
 
     clean, poisoned = train(False), train(True)
     assert clean[0] == poisoned[0]  # identical graph: weights, standardisation, early-stopping epoch
-    strip = [{k: v for k, v in c.items() if k not in ("seconds", "examples_per_second")} for c in clean[1]["curve"]]
-    assert strip == [{k: v for k, v in c.items() if k not in ("seconds", "examples_per_second")} for c in poisoned[1]["curve"]]
+    strip = [{k: v for k, v in c.items() if k not in ("seconds", "cpu_seconds", "examples_per_second")} for c in clean[1]["curve"]]
+    assert strip == [{k: v for k, v in c.items() if k not in ("seconds", "cpu_seconds", "examples_per_second")} for c in poisoned[1]["curve"]]
     assert clean[1]["test"]["accuracy"] != poisoned[1]["test"]["accuracy"]  # the test metrics did see the poison
 
 
@@ -281,6 +281,15 @@ def test_fresh_session_store_predict_and_sql_agree(trained: tuple[kdstore.Store,
     np.testing.assert_array_equal(sql, np.array(p.column("scores").to_pylist(), np.float32))  # same session, same numbers
     np.testing.assert_array_equal(np.array(q.column("pl").to_pylist(), np.float32), sql)
     assert q.column("l").to_pylist() == p.column("label").to_pylist()
+
+    # the long shape of kd.outputs (what trust models take as student feedback)
+    lg = store.predict(mid, split="valid", long=True)
+    assert lg.column_names == ["example_id", "label_id", "score"] and lg.num_rows == 200 * K
+    valid = np.flatnonzero(world["split"] == "valid")
+    np.testing.assert_array_equal(np.asarray(lg.column("score")).reshape(-1, K), sql[valid])
+    assert lg.column("label_id").to_pylist()[:K] == [0, 1, 2]
+    assert lg.column("example_id").to_pylist()[:K] == [int(world["ids"][valid[0]])] * K
+    assert m.predict(world["X"][:2], long=True).column_names == ["row", "label_id", "score"]
 
     # one split only; in-memory inputs (Arrow with example_id, NumPy)
     assert store.predict(mid, split="test").column("example_id").to_pylist() == world["ids"][-200:].tolist()

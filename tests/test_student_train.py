@@ -290,7 +290,10 @@ def test_blas_threads_are_limited_while_training() -> None:
     cfg = TrainConfig(hidden=(8,), epochs=2)
     one = fit(X, Targets.multiclass(P), config=cfg, threads=1, on_epoch=lambda e: seen.append(blas()))
     assert seen == [[1] * len(before)] * 2 and blas() == before
-    default = fit(X, Targets.multiclass(P), config=cfg)
+    auto: list[list[int]] = []
+    fit(X, Targets.multiclass(P), config=cfg, on_epoch=lambda e: auto.append(blas()))  # "auto" = 1 thread
+    assert auto == seen
+    default = fit(X, Targets.multiclass(P), config=cfg, threads=None)
     np.testing.assert_allclose(one.model.params()[0], default.model.params()[0], rtol=1e-5, atol=1e-6)
     with pytest.raises(SchemaError, match="threads must be >= 1"):
         fit(X, Targets.multiclass(P), config=cfg, threads=0)

@@ -288,3 +288,39 @@ def test_cli_trust(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert out["kind"] == "per_teacher" and len(out["model_ids"]) == 4
     assert main(["trust", str(path), "--kind", "router", "--rounds", "5"]) == 0
     assert "1 models" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_feedback_with_the_real_student(store: kdstore.Store) -> None:
+    """The loop with kdstore's own student: trust -> select -> train_student -> predictions -> trust."""
+    synthetic(store, n_valid=160, n_train=200, n_test=20)
+
+    def student_fn(s: kdstore.Store, run_id: int) -> pa.Table:
+        mid = s.train_student(run_id, features="x", hidden=(8,), epochs=5, seed=0)
+        labels = s.models.load(mid).label_ids
+        pred = s.predict(mid)
+        ids = np.asarray(pred.column("example_id").to_numpy())
+        scores = np.asarray(pred.column("scores").to_pylist(), dtype=float)
+        return pa.table({"example_id": np.repeat(ids, len(labels)), "label_id": np.tile(np.asarray(labels), len(ids)),
+                         "score": scores.reshape(-1)})
+
+    rounds = ktrust.feedback(store, student_fn, rounds=2, trust_kwargs={"params": SMALL, "rounds": 10,
+                                                                         "feature_source": "x"})
+    assert len(rounds) == 2 and all(r.student_valid_error is not None for r in rounds)
+    params = json.loads(store.one("SELECT params FROM kd.runs WHERE run_id = ?", [rounds[1].trust_run_id])[0])
+    assert params["student"] is True
+    run = json.loads(store.one("SELECT params FROM kd.runs WHERE run_id = ?", [rounds[1].select_run_id])[0])
+    assert run["policy"] == "trust" and run["task"] == "multiclass" and run["gold_weight"] == 0.0
+
+
+@pytest.mark.slow
+def test_label_model_posteriors_as_a_feature(store: kdstore.Store) -> None:
+    """kd.label_model_posteriors (kdstore.labelmodel, fit on train only) plugs in as a label-score feature."""
+    from kdstore import labelmodel
+
+    synthetic(store, n_valid=120, n_train=120, n_test=10)
+    labelmodel.fit_label_model(store, fit_splits=("train",))
+    r = ktrust.fit_trust(store, label_scores=["kd.label_model_posteriors"], params=SMALL, rounds=10)
+    feats = json.loads(store.one("SELECT params FROM kd.models WHERE model_id = ?", [r.model_ids[tid(store, "ctx")]])[0])
+    assert "ls_kd.label_model_posteriors" in feats["features"]
+    assert ktrust.refit(store, r.run_id).units == r.units

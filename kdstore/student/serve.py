@@ -114,7 +114,27 @@ def output_columns(model: StudentModel, outs: dict[str, np.ndarray]) -> dict[str
     return cols
 
 
-def predict_table(model: StudentModel, features: Any, *, threads: int | None = None) -> pa.Table:
+def long_scores(model: StudentModel, table: pa.Table) -> pa.Table:
+    """A prediction table in the long shape of ``kd.outputs``: ``example_id, label_id, score``.
+
+    This is what trust models take as the student's feedback (``kdstore.trust``).
+    """
+    if "scores" not in table.column_names:
+        raise SchemaError(f"model {model.name} has no label head: no scores to put in long form", source="predict")
+    k = len(model.label_ids)
+    n = table.num_rows
+    scores = np.asarray(pc.list_flatten(table.column("scores")).to_numpy(zero_copy_only=False), np.float32)
+    cols: dict[str, Any] = {}
+    if "example_id" in table.column_names:
+        cols["example_id"] = np.repeat(np.asarray(table.column("example_id").to_numpy(), np.int64), k)
+    else:
+        cols["row"] = np.repeat(np.arange(n, dtype=np.int64), k)
+    cols["label_id"] = pa.array(np.tile(np.asarray(model.label_ids, np.int32), n))
+    cols["score"] = scores
+    return pa.table(cols)
+
+
+def predict_table(model: StudentModel, features: Any, *, threads: int | None = None, long: bool = False) -> pa.Table:
     """Predict for in-memory features.
 
     Args:
@@ -124,18 +144,21 @@ def predict_table(model: StudentModel, features: Any, *, threads: int | None = N
             ``example_id`` column, if any, is carried to the result.
 
     Returns:
-        ``pa.Table`` with ``example_id`` (when given), ``scores``, ``label`` (multiclass), ``embedding``.
+        ``pa.Table`` with ``example_id`` (when given), ``scores``, ``label`` (multiclass), ``embedding``;
+        with ``long=True`` the scores in the long shape ``example_id, label_id, score`` (:func:`long_scores`).
     """
     spec = model.features
     if isinstance(features, np.ndarray):
         from kdstore.student.features import ndarray_matrix
 
         X = ndarray_matrix(features, spec.dim, source=f"input of model {model.name}")
-        return pa.table(output_columns(model, run(model, X, threads=threads)))
-    from kdstore.sources import open_source
+        out = pa.table(output_columns(model, run(model, X, threads=threads)))
+    else:
+        from kdstore.sources import open_source
 
-    src = open_source(features)
-    return pa.Table.from_batches(list(_score_batches(model, src.reader, spec, src.name, threads)))
+        src = open_source(features)
+        out = pa.Table.from_batches(list(_score_batches(model, src.reader, spec, src.name, threads)))
+    return long_scores(model, out) if long else out
 
 
 def _score_batches(model: StudentModel, batches: Iterator[pa.RecordBatch] | pa.RecordBatchReader, spec: FeatureSpec,
@@ -187,8 +210,13 @@ def serving_spec(store: Store, model: StudentModel, features: str | Embeddings |
 
 
 def predict_store(store: Store, model: StudentModel, features: str | Embeddings | None = None, *,
-                  split: str | None = None, threads: int | None = None, batch_rows: int = BATCH_ROWS) -> pa.Table:
-    """Predict for every example of a feature source in the store (optionally one split)."""
+                  split: str | None = None, threads: int | None = None, batch_rows: int = BATCH_ROWS,
+                  long: bool = False) -> pa.Table:
+    """Predict for every example of a feature source in the store (optionally one split).
+
+    Returns ``example_id, scores, label, embedding`` (as the model has them), or with ``long=True``
+    ``example_id, label_id, score`` (:func:`long_scores`).
+    """
     spec = serving_spec(store, model, features)
     if split is not None and split not in ("train", "valid", "test"):
         raise SchemaError(f"split must be train, valid or test, got {split!r}", source="predict")
@@ -198,9 +226,10 @@ def predict_store(store: Store, model: StudentModel, features: str | Embeddings 
     reader = rel.to_arrow_reader(batch_rows)
     batches = list(_score_batches(model, _prefetch(reader), spec, spec.describe(), threads))
     if not batches:
-        empty = {"example_id": pa.array([], pa.int64()), **output_columns(model, _empty_outputs(model))}
-        return pa.table(empty)
-    return pa.Table.from_batches(batches)
+        out = pa.table({"example_id": pa.array([], pa.int64()), **output_columns(model, _empty_outputs(model))})
+    else:
+        out = pa.Table.from_batches(batches)
+    return long_scores(model, out) if long else out
 
 
 def _empty_outputs(model: StudentModel) -> dict[str, np.ndarray]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import math
 import time
 from collections.abc import Callable
@@ -289,7 +290,8 @@ class FitResult:
     Attributes:
         model: the parameters of the best epoch (lowest validation loss; the last one without validation).
         curve: one dict per epoch: ``epoch``, ``train_loss``, ``valid_loss`` (None without validation),
-            ``seconds`` (training only), ``examples_per_second``.
+            ``seconds`` (training only, wall clock), ``cpu_seconds`` (process CPU time, all threads),
+            ``examples_per_second``.
         best_epoch: 1-based epoch whose parameters were kept.
         stopped_early: whether patience ran out before ``epochs``.
         config: the hyper-parameters used.
@@ -594,7 +596,7 @@ def fit(
     valid_targets: Targets | None = None,
     config: TrainConfig | None = None,
     on_epoch: Callable[[dict[str, Any]], object] | None = None,
-    threads: int | None = None,
+    threads: int | str | None = "auto",
 ) -> FitResult:
     """Train a student on raw features ``X [n, D]`` and ``targets`` (rows aligned).
 
@@ -604,8 +606,11 @@ def fit(
         valid_X, valid_targets: the validation rows for early stopping (both or neither).
         config: hyper-parameters (default :class:`TrainConfig`).
         on_epoch: called with each epoch's curve entry (progress reporting).
-        threads: BLAS threads while training (None = the BLAS default; needs ``threadpoolctl``).
-            On a busy 2-core machine one thread can be several times faster than two.
+        threads: BLAS threads while training: a number (needs ``threadpoolctl``), None (the BLAS
+            default), or ``"auto"`` (default): 1 when ``threadpoolctl`` is installed, else the BLAS
+            default. The mini-batch GEMMs (512 x 256 x 256) gain nothing from a second thread on a
+            quiet 2-core machine, and a multi-threaded BLAS collapses (~10x slower, measured) when
+            the cores are shared with other work.
 
     Returns:
         :class:`FitResult` with the parameters of the best validation epoch.
@@ -614,10 +619,16 @@ def fit(
         return _fit(X, targets, valid_X, valid_targets, config or TrainConfig(), on_epoch)
 
 
-def blas_threads(n: int | None) -> contextlib.AbstractContextManager[object]:
-    """Limit the BLAS thread pool to ``n`` threads inside a ``with`` block (None: no change)."""
+def blas_threads(n: int | str | None) -> contextlib.AbstractContextManager[object]:
+    """Limit the BLAS thread pool to ``n`` threads inside a ``with`` block (None: no change; see :func:`fit`)."""
+    if n == "auto":
+        if importlib.util.find_spec("threadpoolctl") is None:
+            return contextlib.nullcontext()
+        n = 1
     if n is None:
         return contextlib.nullcontext()
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise SchemaError(f"threads must be a number, None or 'auto', got {n!r}", source="student hyper-parameters", column="threads")
     if n < 1:
         raise SchemaError(f"threads must be >= 1, got {n}", source="student hyper-parameters", column="threads")
     try:
@@ -670,7 +681,7 @@ def _fit(X: np.ndarray, targets: Targets, valid_X: np.ndarray | None, valid_targ
     curve: list[dict[str, Any]] = []
     stopped = False
     for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         perm = rng.permutation(n)
         np.take(Xs, perm, axis=0, out=Xe)
         te = t.take(perm)
@@ -681,9 +692,9 @@ def _fit(X: np.ndarray, targets: Targets, valid_X: np.ndarray | None, valid_targ
             step += 1
             _adam(params, grads, m1, m2, tmp, decay, step, cfg)
             loss_sum += loss * (min(n, start + bs) - start)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         entry: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / n, "valid_loss": None,
-                                 "seconds": seconds, "examples_per_second": n / seconds}
+                                 "seconds": seconds, "cpu_seconds": cpu, "examples_per_second": n / seconds}
         if vXs is not None and vt is not None:
             vl = evaluate_loss(model, vXs, vt, cfg)
             entry["valid_loss"] = vl
