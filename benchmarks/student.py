@@ -1,9 +1,11 @@
 """Student benchmark: training throughput against NumPy GEMM, serving throughput against ONNX Runtime.
 
-Training: an MLP 64 -> 256 -> 256 -> 10 on 1M x 64 float32 features with soft 10-class targets.
-Throughput (examples/s per epoch) is converted to FLOP/s with 6 x parameters per example
-(forward + backward) and compared with NumPy's float32 GEMM FLOP/s measured in the same process,
-with the same BLAS threads and environment, right after every epoch. Target: >= 40 % of GEMM.
+Training: an MLP 64 -> 256 -> 256 -> 10 on 1M x 64 float32 features with soft 10-class targets
+(50k rows held out for the validation loss). Throughput (examples/s per epoch) is converted to
+FLOP/s with 6 x parameters per example (forward + backward) and compared with NumPy's float32 GEMM
+FLOP/s measured in the same process before and after every epoch: 2048³ and the mini-batch shape,
+each with 2 BLAS threads and with 1. Target: >= 40 % of the 2-thread GEMM 2048³ (both cores: the
+machine's GEMM bound). Several trainer configurations (BLAS threads, data-parallel workers, batch).
 
 Serving: the same 64 -> 256 -> 256 -> 10 student (trained through ``store.train_student``, so the
 whole store path runs: targets -> student -> ONNX -> kd.models) scored over the 1M-row feature
@@ -16,7 +18,8 @@ source in the store file, three ways, interleaved over several rounds (medians r
   Arrow, target >= 50 % of the floor.
 
 Run: ``PYTHONPATH=$PWD python benchmarks/student.py`` (``--rows`` to shrink it). Writes
-benchmarks/results/student.{json,md}.
+benchmarks/results/student.{json,md}; the training-only run of issue 6 is
+``--skip-serving --name student_training``.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ def gemm_rates(m: int, k: int, n: int, seconds: float = 0.4) -> dict[str, float]
         times.append(time.perf_counter() - t0)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     flop = 2.0 * m * k * n
-    return {"median_call": flop / statistics.median(times), "per_wall_second": flop * len(times) / wall,
+    return {"median_call": flop / statistics.median(times), "best_call": flop / min(times),
+            "per_wall_second": flop * len(times) / wall,
             "per_cpu_second": flop * len(times) / max(cpu, 1e-9)}
 
 
@@ -98,45 +102,55 @@ def make_data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bench_training(X: np.ndarray, P: np.ndarray, epochs: int, batch_size: int, dropout: float,
-                   threads: int | None) -> dict[str, Any]:
-    """Train, measuring GEMM (same BLAS threads) before training and after every epoch."""
+                   threads: int | None, workers: int | None, valid_rows: int) -> dict[str, Any]:
+    """Train (fit's BLAS ``threads``, data-parallel ``workers``), measuring GEMMs before and after every epoch.
+
+    The GEMMs are measured with 2 BLAS threads (the machine's GEMM bound: the target's denominator)
+    and with 1 thread, at 2048³ and at the mini-batch shape ``batch x 256 x 256``.
+    """
     from kdstore.student.train import blas_threads
 
-    gemm_big: list[float] = []
-    gemm_shape: list[float] = []
-    gemm_big_cpu: list[float] = []
-    gemm_big_wall: list[float] = []
+    gemm: dict[str, list[dict[str, float]]] = {"2048_t2": [], "2048_t1": [], "batch_t2": [], "batch_t1": []}
 
     def after_epoch(_: dict[str, Any]) -> None:
-        rates = gemm_rates(2048, 2048, 2048, 1.0)
-        gemm_big.append(rates["median_call"])
-        gemm_big_wall.append(rates["per_wall_second"])
-        gemm_big_cpu.append(rates["per_cpu_second"])
-        gemm_shape.append(gemm_flops(batch_size, 256, 256))
+        for nt in (2, 1):
+            with blas_threads(nt):
+                gemm[f"2048_t{nt}"].append(gemm_rates(2048, 2048, 2048, 1.0))
+                gemm[f"batch_t{nt}"].append(gemm_rates(batch_size, 256, 256, 0.5))
 
-    with blas_threads(threads):
-        after_epoch({})
-        blas_now = blas_info()["blas"]
+    after_epoch({})
+    n = X.shape[0] - valid_rows
     cfg = TrainConfig(hidden=HIDDEN, epochs=epochs, batch_size=batch_size, dropout=dropout, patience=0)
-    res = fit(X, Targets.multiclass(P), config=cfg, on_epoch=after_epoch, threads=threads)
+    res = fit(X[:n], Targets.multiclass(P[:n]), valid_X=X[n:], valid_targets=Targets.multiclass(P[n:]), config=cfg,
+              on_epoch=after_epoch, threads="auto" if threads is None else threads, workers=workers)
     params = res.model.n_params()
     eps = [c["examples_per_second"] for c in res.curve]
     ex_s = statistics.median(eps)
+    ex_cpu = statistics.median([n / c["cpu_seconds"] for c in res.curve])
     flops = 6.0 * params * ex_s
-    big, shape = statistics.median(gemm_big), statistics.median(gemm_shape)
-    ex_cpu = statistics.median([X.shape[0] / c["cpu_seconds"] for c in res.curve])
+
+    def med(key: str, how: str = "median_call") -> float:
+        return statistics.median(g[how] for g in gemm[key])
+
+    p_valid = P[n:]
+    entropy = float(-(p_valid * np.log(np.maximum(p_valid, 1e-30))).sum(axis=1).mean())
     return {
-        "blas_threads": threads, "blas_during_run": blas_now,
-        "rows": int(X.shape[0]), "epochs": epochs, "batch_size": batch_size, "dropout": dropout, "params": params,
+        "blas_threads": threads if threads is not None else "auto (1)", "workers": workers if workers is not None else "auto",
+        "rows": int(n), "valid_rows": valid_rows, "epochs": epochs, "batch_size": batch_size, "dropout": dropout, "params": params,
         "examples_per_second_per_epoch": eps, "examples_per_second": ex_s, "train_gflops": flops / 1e9,
-        "gemm_2048_gflops": [g / 1e9 for g in gemm_big], "gemm_batch_gflops": [g / 1e9 for g in gemm_shape],
-        "ratio_vs_gemm_2048": flops / big, "ratio_vs_gemm_batch_shape": flops / shape,
-        "gemm_2048_gflops_per_wall_second": [g / 1e9 for g in gemm_big_wall],
-        "gemm_2048_gflops_per_cpu_second": [g / 1e9 for g in gemm_big_cpu],
         "examples_per_cpu_second": ex_cpu,
-        "ratio_vs_gemm_2048_window": flops / statistics.median(gemm_big_wall),
-        "ratio_vs_gemm_2048_cpu_time": 6.0 * params * ex_cpu / statistics.median(gemm_big_cpu),
-        "train_loss": [c["train_loss"] for c in res.curve],
+        "gemm_gflops": {k: [g["median_call"] / 1e9 for g in v] for k, v in gemm.items()},
+        "gemm_gflops_per_cpu_second": {k: [g["per_cpu_second"] / 1e9 for g in v] for k, v in gemm.items()},
+        "ratio_vs_gemm_2048_2threads": flops / med("2048_t2"),
+        "ratio_vs_gemm_2048_2threads_window": flops / med("2048_t2", "per_wall_second"),
+        "ratio_vs_gemm_2048_2threads_best_call": flops / max(g["best_call"] for g in gemm["2048_t2"]),
+        "gemm_2048_2threads_best_call_gflops": max(g["best_call"] for g in gemm["2048_t2"]) / 1e9,
+        "ratio_vs_gemm_2048_1thread": flops / med("2048_t1"),
+        "ratio_vs_gemm_batch_2threads": flops / med("batch_t2"),
+        "ratio_vs_gemm_batch_1thread": flops / med("batch_t1"),
+        "ratio_per_cpu_second_vs_gemm_2048_1thread": 6.0 * params * ex_cpu / med("2048_t1", "per_cpu_second"),
+        "train_loss": [c["train_loss"] for c in res.curve], "valid_loss": [c["valid_loss"] for c in res.curve],
+        "valid_target_entropy": entropy,
     }
 
 
@@ -176,7 +190,7 @@ def timed(fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-def bench_serving(path: str, X: np.ndarray, rounds: int, threads: int | None) -> dict[str, Any]:
+def bench_serving(path: str, X: np.ndarray, rounds: int, threads: int | str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with kdstore.connect(path) as s:
         t0 = time.perf_counter()
@@ -242,21 +256,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--skip-serving", action="store_true")
     ap.add_argument("--name", default="student", help="results file name (benchmarks/results/NAME.{json,md})")
-    ap.add_argument("--threads", default="default,1", help="BLAS thread settings to train with (default = BLAS default)")
+    ap.add_argument("--configs", default="auto:auto:512,auto:auto:2048,1:1:512",
+                    help="training runs, comma-separated THREADS:WORKERS:BATCH (auto = fit's default; "
+                         "THREADS also 'default' = BLAS default); serving uses the first")
+    ap.add_argument("--valid-rows", type=int, default=50_000, help="rows held out (validation loss per epoch)")
     args = ap.parse_args()
 
     X, P = make_data(args.rows)
     result: dict[str, Any] = {"blas": blas_info(), "config": vars(args), "loadavg_start": os.getloadavg()}
     if not args.skip_training:
         result["training"] = []
-        for th in args.threads.split(","):
-            r = bench_training(X, P, args.epochs, args.batch_size, args.dropout, None if th == "default" else int(th))
+        for conf in args.configs.split(","):
+            th, wk, bs = conf.split(":")
+            r = bench_training(X, P, args.epochs, int(bs), args.dropout, None if th == "auto" else (None if th == "default" else int(th)),
+                               None if wk == "auto" else int(wk), args.valid_rows)
+            if th == "default":
+                r["blas_threads"] = "BLAS default"
             result["training"].append(r)
             print("training:", {k: v for k, v in r.items() if not isinstance(v, list)}, flush=True)
     if not args.skip_serving:
@@ -265,8 +285,7 @@ def main() -> None:
             result["store"] = build_store(path, X, P)
             result["store"]["file_mb"] = os.path.getsize(path) / 1e6
             del P
-            first = args.threads.split(",")[0]
-            result["serving"] = bench_serving(path, X, args.rounds, None if first == "default" else int(first))
+            result["serving"] = bench_serving(path, X, args.rounds, "auto")
         print("serving:", result["serving"]["rows_per_second"], result["serving"]["ratio_vs_floor"], flush=True)
     result["peak_rss_mb"] = peak_rss_mb()
     result["loadavg_end"] = os.getloadavg()
@@ -279,22 +298,37 @@ def markdown(r: dict[str, Any]) -> str:
              f"Load average (1/5/15 min) at start {tuple(round(x, 1) for x in r['loadavg_start'])}, at end "
              f"{tuple(round(x, 1) for x in r['loadavg_end'])} on {os.cpu_count()} cores (a shared machine: "
              "compare the ratios, measured in the same run, not the absolute numbers).", ""]
+    if r.get("training"):
+        lines += ["**Target ratio** (issue 6: ≥ 40 % of GEMM-bound): training FLOP/s (6 x parameters per example, "
+                  "median epoch, wall clock) / NumPy float32 GEMM 2048³ with **2 BLAS threads** (both cores: the "
+                  "machine's GEMM bound), median call, measured before and after every epoch of the same run. The "
+                  "ratios against 1-thread GEMM and against the mini-batch shape are context, not the target.", ""]
     for t in r.get("training", []):
-        threads = t["blas_during_run"][0]["num_threads"] if t["blas_during_run"] else "?"
+        g = t["gemm_gflops"]
+
+        def fmt(xs: list[float]) -> str:
+            return ", ".join(f"{x:.0f}" for x in xs)
+
         lines += [
             f"## Training: {t['rows']:,} x {D} -> {HIDDEN} -> {K}, batch {t['batch_size']}, dropout {t['dropout']}, "
-            f"{t['params']:,} parameters (6 x params FLOP per example), BLAS threads {threads} "
-            f"({'BLAS default' if t['blas_threads'] is None else 'threads=' + str(t['blas_threads'])}); GEMM measured with the same threads", "",
+            f"{t['params']:,} parameters; BLAS threads {t['blas_threads']}, data-parallel workers {t['workers']}", "",
             "| measure | value |", "|---|---|",
             f"| examples/s per epoch | {', '.join(f'{x:,.0f}' for x in t['examples_per_second_per_epoch'])} |",
             f"| training FLOP/s (median epoch) | {t['train_gflops']:.1f} GFLOP/s |",
-            f"| NumPy GEMM 2048³ (after each epoch) | {', '.join(f'{x:.1f}' for x in t['gemm_2048_gflops'])} GFLOP/s |",
-            f"| NumPy GEMM {t['batch_size']}x256x256 | {', '.join(f'{x:.1f}' for x in t['gemm_batch_gflops'])} GFLOP/s |",
-            f"| **ratio vs GEMM 2048³** (median call; target ≥ 40 %) | **{t['ratio_vs_gemm_2048']:.0%}** |",
-            f"| ratio vs GEMM 2048³ over a 1 s window (wall clock, preemption on both sides) | {t['ratio_vs_gemm_2048_window']:.0%} |",
-            f"| ratio per CPU second (examples/CPU-s {t['examples_per_cpu_second']:,.0f}; preemption on neither side) "
-            f"| {t['ratio_vs_gemm_2048_cpu_time']:.0%} |",
-            f"| ratio vs GEMM at the batch shape | {t['ratio_vs_gemm_batch_shape']:.0%} |", ""]
+            f"| GEMM 2048³, 2 threads (before + after each epoch) | {fmt(g['2048_t2'])} GFLOP/s |",
+            f"| GEMM 2048³, 1 thread | {fmt(g['2048_t1'])} GFLOP/s |",
+            f"| GEMM {t['batch_size']}x256x256, 2 threads / 1 thread | {fmt(g['batch_t2'])} / {fmt(g['batch_t1'])} GFLOP/s |",
+            f"| **TARGET ratio vs GEMM 2048³ 2 threads** (≥ 40 %) | **{t['ratio_vs_gemm_2048_2threads']:.0%}** |",
+            f"| same over a 1 s window (preemption on both sides) | {t['ratio_vs_gemm_2048_2threads_window']:.0%} |",
+            f"| ratio vs the fastest 2-thread GEMM 2048³ call of the run ({t['gemm_2048_2threads_best_call_gflops']:.0f} GFLOP/s; "
+            f"a less contended denominator) | {t['ratio_vs_gemm_2048_2threads_best_call']:.0%} |",
+            f"| ratio vs GEMM 2048³ 1 thread (not the target) | {t['ratio_vs_gemm_2048_1thread']:.0%} |",
+            f"| ratio vs GEMM at the batch shape, 2 threads / 1 thread | {t['ratio_vs_gemm_batch_2threads']:.0%} / "
+            f"{t['ratio_vs_gemm_batch_1thread']:.0%} |",
+            f"| per CPU second: {t['examples_per_cpu_second']:,.0f} examples/CPU-s vs 1-thread GEMM 2048³ per CPU-s | "
+            f"{t['ratio_per_cpu_second_vs_gemm_2048_1thread']:.0%} |",
+            f"| valid loss per epoch ({t['valid_rows']:,} rows; floor = target entropy {t['valid_target_entropy']:.4f}) | "
+            f"{', '.join(f'{x:.4f}' for x in t['valid_loss'])} |", ""]
     s = r.get("serving")
     if not s:
         return "\n".join(lines)

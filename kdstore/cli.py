@@ -19,7 +19,8 @@ from kdstore.errors import KdstoreError, SchemaError
 Handler = Callable[[argparse.Namespace], int]
 
 #: Modules that add sub-commands: each has ``register(subparsers)``. Keep this list short and lazy.
-COMMAND_MODULES: list[str] = ["kdstore.cli_teachers", "kdstore.cli_student", "kdstore.cli_demo", "kdstore.cli_select", "kdstore.cli_sql"]
+COMMAND_MODULES: list[str] = ["kdstore.cli_teachers", "kdstore.cli_student", "kdstore.cli_demo", "kdstore.cli_select", "kdstore.cli_sql",
+                             "kdstore.cli_report", "kdstore.cli_distill"]
 
 
 def read_table(path: str, *, fmt: str | None = None) -> Any:

@@ -21,6 +21,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("multiclass = accuracy on the digits it knows. acc(10-class): used alone as a 10-digit classifier.")
     print(format_table(result.scores, result.naive_average_acc))
     print()
+    rep = result.distill
+    if rep is not None:
+        valid = ", ".join(f"{p} {'-' if v is None else f'{v:.3f}'}" for p, v in rep.valid_scores.items())
+        print(f"Distilled student: {rep.model_name} (policy {rep.policy}, chosen on VALID accuracy: {valid}), "
+              f"exported to {rep.export_path}")
+        print(rep.summary.format())
+        s = rep.summary
+        verdict = "beats" if s.student > s.naive_average and s.student > (s.best_teacher_score or 0.0) else "does NOT beat"
+        print(f"\nThe 10-class student ({s.student:.3f}) {verdict} the best single teacher "
+              f"({'-' if s.best_teacher_score is None else f'{s.best_teacher_score:.3f}'}) and the naive average of all "
+              f"teachers ({s.naive_average:.3f}) on the test split.")
+        print(f"Re-run or change it: kdstore distill {result.config_path}")
+        print()
     print(f"demo store built in {result.seconds:.1f} s: {result.path} (teachers in {result.teachers_dir}/)")
     return 0
 
@@ -32,8 +45,10 @@ def register(subparsers: Any) -> None:
             "Build a demo store on scikit-learn's bundled handwritten digits (nothing is downloaded): "
             "train a corpus of teachers (one specialist per digit, generalists with partial label sets, "
             "bad and adversarial ones) on private shards, export them to ONNX next to the store, "
-            "register examples, gold (valid and test only), pixel features and teachers, run the teachers, "
-            "and print the store's info and every teacher's accuracy on the test split."
+            "write the store's data and a distill config beside them, and run `kdstore distill` on it: register examples, "
+            "gold (valid and test only), pixel features and teachers, run the teachers, judge them on valid, fit trust "
+            "models, select targets, train and export a 10-class student; print the store's info, every teacher's "
+            "accuracy and the student vs the teachers on the test split."
         ),
     )
     p.add_argument("store", help="path of the .duckdb file to create")

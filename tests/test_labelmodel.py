@@ -197,6 +197,8 @@ _CONFIGS = [
     ("class_conditional", "propensity", "majority", "uniform"),
     ("class_conditional", "observe", "valid", "valid"),
     ("one_coin", "ignore", "valid", "fit"),
+    ("one_coin", "ignore", "majority", "uniform"),
+    ("one_coin", "ignore", "valid", "valid"),
 ]
 
 
@@ -214,6 +216,43 @@ def test_sql_em_equals_numpy_em_per_iteration_and_at_convergence(model: str, abs
             res = fit_label_model(store, model=model, abstain=abstain, init=init, class_prior=class_prior, max_iter=max_iter)
             _compare(store, res, model=model, abstain=abstain, init=init, class_prior=class_prior, max_iter=max_iter)
         assert res.converged
+
+
+def test_grouped_one_coin_path_equals_the_general_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The grouped one-coin steps (*_oc_*.sql) run on votes from all-label teachers and give the general
+    steps' fit; ids far apart (no perfect hash aggregation) change nothing."""
+    rng = np.random.default_rng(3)
+    n, k = 60, 4
+    y = rng.integers(0, k, n)
+    votes = np.stack([np.where(rng.random(n) < acc, y, rng.integers(0, k, n)) for acc in (0.9, 0.6, 0.4, 0.8, 0.7)], axis=1)
+    votes[rng.random(votes.shape) < 0.4] = -1
+    votes[5] = -1  # an example nobody covers
+    fits = {}
+    for grouped in (True, False):
+        with monkeypatch.context() as mp:
+            if not grouped:
+                mp.setattr(labelmodel, "_grouped_ok", lambda *a: False)
+            with kdstore.connect() as store:
+                store.add_labels([f"c{i}" for i in range(k)])
+                ids = np.arange(n, dtype=np.int64) * 10**12 + 7
+                store.add_examples(pa.table({"example_id": ids, "split": ["train"] * n}))
+                store.ingest_votes(pa.table({"example_id": ids, **{f"t{j}": votes[:, j] for j in range(votes.shape[1])}}))
+                res = fit_label_model(store, model="one_coin", max_iter=50)
+                used = store.one("SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = 'kd_lm_g'")
+                assert used is not None and used[0] == int(grouped)
+                fits[grouped] = (res, store.query(
+                    "SELECT teacher_id, true_label_id, voted_label_id, prob FROM kd.label_model_accuracy ORDER BY ALL"
+                ).column("prob").to_numpy(), store.query(
+                    "SELECT example_id, label_id, posterior FROM kd.label_model_fit_posteriors ORDER BY ALL"
+                ).column("posterior").to_numpy())
+    (a, ta, pa_), (b, tb, pb) = fits[True], fits[False]
+    assert (a.iterations, a.converged) == (b.iterations, b.converged) and a.converged
+    np.testing.assert_allclose(ta, tb, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(pa_, pb, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=1e-12)
+    with _mixed_store(1) as store:  # binary and 3-label teachers of 4 labels: the general steps
+        fit_label_model(store, model="one_coin", max_iter=2)
+        assert store.one("SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = 'kd_lm_g'") == (0,)
 
 
 def _mixed_store(seed: int) -> kdstore.Store:

@@ -279,7 +279,7 @@ def test_bad_training_inputs() -> None:
 
 
 def test_blas_threads_are_limited_while_training() -> None:
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threadpoolctl
 
     def blas() -> list[int]:
         return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
@@ -297,3 +297,29 @@ def test_blas_threads_are_limited_while_training() -> None:
     np.testing.assert_allclose(one.model.params()[0], default.model.params()[0], rtol=1e-5, atol=1e-6)
     with pytest.raises(SchemaError, match="threads must be >= 1"):
         fit(X, Targets.multiclass(P), config=cfg, threads=0)
+
+
+@pytest.mark.parametrize("heads", ["multiclass", "multilabel+embedding"])
+def test_data_parallel_workers_match_one_worker(heads: str) -> None:
+    """Two workers per mini-batch (halves, summed gradients, split Adam) = one worker, same seed."""
+    rng = np.random.default_rng(7)
+    n, d, k = 901, 5, 4  # 901: the last mini-batch is ragged
+    X = rng.standard_normal((n, d)).astype(np.float32) * 3 + 1
+    if heads == "multiclass":
+        t = Targets.multiclass(np.eye(k, dtype=np.float32)[rng.integers(0, k, n)], rng.uniform(0, 2, n).astype(np.float32))
+    else:
+        w = (rng.random((n, k)) > 0.3).astype(np.float32)  # masked labels
+        lab = Targets.multilabel(rng.random((n, k)).astype(np.float32), w)
+        t = Targets.embedding(rng.standard_normal((n, 6)).astype(np.float32), labels=lab)
+    cfg = TrainConfig(hidden=(16, 12), epochs=3, batch_size=128, dropout=0.2, weight_decay=1e-2, learning_rate=3e-3,
+                      temperature=2.0 if heads == "multiclass" else 1.0)
+    one = fit(X, t, config=cfg, threads=1, workers=1)
+    two = fit(X, t, config=cfg, threads=1, workers=2)
+    again = fit(X, t, config=cfg, workers=2)
+    for a, b, c in zip(one.model.params(), two.model.params(), again.model.params(), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * float(np.abs(a).max()))
+        np.testing.assert_array_equal(b, c)  # deterministic
+    assert one.model.params()[0].size and not np.array_equal(one.model.params()[0], init_model(d, t, cfg, np.random.default_rng(0)).layers[0][0])
+    np.testing.assert_allclose([c["train_loss"] for c in two.curve], [c["train_loss"] for c in one.curve], rtol=1e-5)
+    with pytest.raises(SchemaError, match="workers must be"):
+        fit(X, t, config=cfg, workers=0)

@@ -19,8 +19,10 @@ from kdstore.store.schema import latest_version, migrate, sql_dir
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from kdstore.distill import DistillReport
     from kdstore.evaluate import Evaluation
     from kdstore.parquet_io import ExportResult, ImportResult
+    from kdstore.report import ReportResult
     from kdstore.student.registry import Models
     from kdstore.teachers import RunReport, Teacher, TeacherRegistry
 
@@ -294,6 +296,13 @@ class Store:
 
         return trust.fit_trust(self, **kwargs)
 
+    # -- the whole pipeline (kdstore.distill does the work) -------------------------------------------
+    def distill(self, config: Any, **kwargs: Any) -> DistillReport:
+        """Run the distill pipeline (a config mapping, TOML path or DistillConfig). See :func:`kdstore.distill.distill`."""
+        from kdstore.distill import distill
+
+        return distill(self, config, **kwargs)
+
     # -- Parquet round trip (kdstore.parquet_io does the work) -----------------------------------
     def export_parquet(self, path: str | Path, **kwargs: Any) -> ExportResult:
         """Write the store as Parquet, one folder per table. See :func:`kdstore.parquet_io.export_parquet`."""
@@ -354,6 +363,13 @@ class Store:
         from kdstore.student.serve import register_sql_functions
 
         register_sql_functions(self)
+
+    # -- report (kdstore.report does the work) --------------------------------------------------
+    def report(self, path: str | Path, **kwargs: Any) -> ReportResult:
+        """Write a self-contained HTML report of the store. See :func:`kdstore.report.write_report`."""
+        from kdstore import report
+
+        return report.write_report(self, path, **kwargs)
 
     # -- inspection -----------------------------------------------------------------------------
     def info(self) -> StoreInfo:

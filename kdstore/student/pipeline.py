@@ -110,7 +110,8 @@ def train_student(
         name: the model's name (default ``student_<model_id>``); ``replace`` overwrites a student of that name.
         config, **hyper: hyper-parameters (:class:`TrainConfig` fields, e.g. ``hidden=(128,)``, ``epochs=10``).
         progress: print one line per epoch on stderr (default: when stderr is a terminal).
-        threads: BLAS threads while training (default ``"auto"``: 1; see :func:`kdstore.student.train.fit`).
+        threads: BLAS threads while training (default ``"auto"``: 1 BLAS thread per data-parallel worker,
+            ``min(2, cores)`` workers; see :func:`kdstore.student.train.fit`).
 
     Returns:
         The new ``model_id``.

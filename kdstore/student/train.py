@@ -26,11 +26,11 @@ True
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import math
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -397,6 +397,8 @@ def _buf(ws: dict[Any, np.ndarray] | None, key: Any, shape: tuple[int, ...], dty
 def loss_and_grads(
     model: MLP, Xs: np.ndarray, t: Targets, config: TrainConfig, rng: np.random.Generator | None,
     *, grads: bool = True, workspace: dict[Any, np.ndarray] | None = None,
+    masks: list[np.ndarray] | None = None, wsums: tuple[float, float] | None = None,
+    grad_out: list[np.ndarray] | None = None,
 ) -> tuple[float, list[np.ndarray]]:
     """Loss of one mini-batch of *standardised* features and its gradient w.r.t. ``model.params()``.
 
@@ -405,25 +407,36 @@ def loss_and_grads(
     (each a weighted mean), or the one that exists. With a ``workspace`` (a dict kept by the
     caller) activations and gradients live in reused buffers — no allocation per mini-batch — and
     the returned gradients are overwritten by the next call.
+
+    For data-parallel training over parts of one mini-batch: ``masks`` are dropout multipliers
+    drawn beforehand for these rows (one per hidden layer; ``rng`` is then not used), ``wsums``
+    the weight sums ``(label head, embedding head)`` of the *whole* mini-batch (each part's loss
+    and gradient are then its share of the whole batch's, so the parts add up), and ``grad_out``
+    arrays shaped like ``model.params()`` that receive the gradients.
     """
     ws = workspace
-    p = config.dropout if rng is not None else 0.0
+    p = config.dropout if rng is not None or masks is not None else 0.0
     n = Xs.shape[0]
+    gout: list[np.ndarray | None] = list(grad_out) if grad_out is not None else [None] * len(model.params())
+    n_trunk = 2 * len(model.layers)
     dt = Xs.dtype
     acts = [Xs]
-    masks: list[np.ndarray | None] = []
+    kept: list[np.ndarray | None] = []
     h = Xs
     for i, (w, b) in enumerate(model.layers):
         h = np.matmul(h, w, out=_buf(ws, ("h", i), (n, w.shape[1]), dt))
         np.add(h, b, out=h)
         np.maximum(h, 0, out=h)
         if p > 0:
-            assert rng is not None
-            keep = _dropout_mask(rng, h.shape, p, h.dtype)
+            if masks is not None:
+                keep = masks[i]
+            else:
+                assert rng is not None
+                keep = _dropout_mask(rng, h.shape, p, h.dtype)
             h *= keep
-            masks.append(keep)
+            kept.append(keep)
         else:
-            masks.append(None)
+            kept.append(None)
         acts.append(h)
     both = model.label_head is not None and model.emb_head is not None
     total = 0.0
@@ -432,7 +445,8 @@ def loss_and_grads(
     for head, is_label in ((model.label_head, True), (model.emb_head, False)):
         if head is None:
             continue
-        o = h @ head[0]
+        gi = n_trunk + len(head_grads)
+        o = np.matmul(h, head[0], out=_buf(ws, ("o", is_label), (n, head[0].shape[1]), dt))
         o += head[1]
         if is_label:
             assert model.task is not None and t.y is not None and t.w is not None
@@ -443,14 +457,16 @@ def loss_and_grads(
             fn = mse if config.embedding_loss == "mse" else cosine
             lsum, wsum, do = fn(o, t.emb, t.emb_w)
             coef = 1.0
+        if wsums is not None:
+            wsum = wsums[0] if is_label else wsums[1]
         if wsum <= 0:
-            head_grads += [np.zeros_like(head[0]), np.zeros_like(head[1])]
+            head_grads += [_zeros(gout[gi], head[0]), _zeros(gout[gi + 1], head[1])]
             continue
         total += coef * lsum / wsum
         if not grads:
             continue
         do *= coef / wsum
-        head_grads += [h.T @ do, do.sum(axis=0)]
+        head_grads += [np.matmul(h.T, do, out=gout[gi]), np.sum(do, axis=0, out=gout[gi + 1])]
         if dh_ is None:
             dh_ = np.matmul(do, head[0].T, out=_buf(ws, ("dh", len(model.layers)), h.shape, dt))
         else:
@@ -461,18 +477,32 @@ def loss_and_grads(
     dh: np.ndarray = np.zeros_like(h) if dh_ is None else dh_
     for i in range(len(model.layers) - 1, -1, -1):
         a = acts[i + 1]
-        km = masks[i]
+        km = kept[i]
         if km is not None:
             dh *= km
         positive = np.greater(a, 0, out=_buf(ws, ("pos", i), a.shape, np.bool_))
         np.multiply(dh, positive, out=dh)  # ReLU (a dropped unit is already 0)
         w, b = model.layers[i]
-        out.append(np.sum(dh, axis=0, out=_buf(ws, ("db", i), b.shape, dt)))
-        out.append(np.matmul(acts[i].T, dh, out=_buf(ws, ("dW", i), w.shape, dt)))
+        gb, gw = gout[2 * i + 1], gout[2 * i]
+        out.append(np.sum(dh, axis=0, out=gb if gb is not None else _buf(ws, ("db", i), b.shape, dt)))
+        out.append(np.matmul(acts[i].T, dh, out=gw if gw is not None else _buf(ws, ("dW", i), w.shape, dt)))
         if i > 0:
             dh = np.matmul(dh, w.T, out=_buf(ws, ("dh", i), (n, w.shape[0]), dt))
     out.reverse()
     return total, out + head_grads
+
+
+def _zeros(out: np.ndarray | None, like: np.ndarray) -> np.ndarray:
+    if out is None:
+        return np.zeros_like(like)
+    out.fill(0)
+    return out
+
+
+def _head_wsums(t: Targets) -> tuple[float, float]:
+    """Weight sums ``(label head, embedding head)`` of a mini-batch (0 for a missing head)."""
+    return (float(t.w.sum()) if t.task is not None and t.w is not None else 0.0,
+            float(t.emb_w.sum()) if t.emb is not None and t.emb_w is not None else 0.0)
 
 
 def _dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float, dtype: np.dtype[Any]) -> np.ndarray:
@@ -597,6 +627,7 @@ def fit(
     config: TrainConfig | None = None,
     on_epoch: Callable[[dict[str, Any]], object] | None = None,
     threads: int | str | None = "auto",
+    workers: int | None = None,
 ) -> FitResult:
     """Train a student on raw features ``X [n, D]`` and ``targets`` (rows aligned).
 
@@ -606,24 +637,30 @@ def fit(
         valid_X, valid_targets: the validation rows for early stopping (both or neither).
         config: hyper-parameters (default :class:`TrainConfig`).
         on_epoch: called with each epoch's curve entry (progress reporting).
-        threads: BLAS threads while training: a number (needs ``threadpoolctl``), None (the BLAS
-            default), or ``"auto"`` (default): 1 when ``threadpoolctl`` is installed, else the BLAS
-            default. The mini-batch GEMMs (512 x 256 x 256) gain nothing from a second thread on a
-            quiet 2-core machine, and a multi-threaded BLAS collapses (~10x slower, measured) when
-            the cores are shared with other work.
+        threads: BLAS threads while training: a number, None (the BLAS default), or ``"auto"``
+            (default): 1. A multi-threaded BLAS at the mini-batch shapes (512 x 256 x 256) gains
+            little on a quiet 2-core machine and collapses (~10x slower, measured) when the cores are
+            shared with other work; the cores are used by ``workers`` instead.
+        workers: data-parallel Python threads per mini-batch (None: ``min(2, cores)`` with
+            ``threads="auto"``, else 1). Each computes the forward and backward pass of its slice of
+            the mini-batch (NumPy releases the GIL inside BLAS and ufuncs); the gradients are summed
+            and one Adam step (split over the workers) follows. Same seed, same result as one worker
+            up to float32 rounding of the sum; deterministic for a given number of workers.
 
     Returns:
         :class:`FitResult` with the parameters of the best validation epoch.
     """
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1) if threads == "auto" else 1
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise SchemaError(f"workers must be a number >= 1, got {workers!r}", source="student hyper-parameters", column="workers")
     with blas_threads(threads):
-        return _fit(X, targets, valid_X, valid_targets, config or TrainConfig(), on_epoch)
+        return _fit(X, targets, valid_X, valid_targets, config or TrainConfig(), on_epoch, workers)
 
 
 def blas_threads(n: int | str | None) -> contextlib.AbstractContextManager[object]:
     """Limit the BLAS thread pool to ``n`` threads inside a ``with`` block (None: no change; see :func:`fit`)."""
     if n == "auto":
-        if importlib.util.find_spec("threadpoolctl") is None:
-            return contextlib.nullcontext()
         n = 1
     if n is None:
         return contextlib.nullcontext()
@@ -631,16 +668,14 @@ def blas_threads(n: int | str | None) -> contextlib.AbstractContextManager[objec
         raise SchemaError(f"threads must be a number, None or 'auto', got {n!r}", source="student hyper-parameters", column="threads")
     if n < 1:
         raise SchemaError(f"threads must be >= 1, got {n}", source="student hyper-parameters", column="threads")
-    try:
-        threadpool_limits = importlib.import_module("threadpoolctl").threadpool_limits
-    except ImportError as e:
-        raise SchemaError("threads= needs the threadpoolctl package", source="student hyper-parameters", column="threads") from e
+    from threadpoolctl import threadpool_limits
+
     limiter: contextlib.AbstractContextManager[object] = threadpool_limits(limits=n, user_api="blas")
     return limiter
 
 
 def _fit(X: np.ndarray, targets: Targets, valid_X: np.ndarray | None, valid_targets: Targets | None,
-         cfg: TrainConfig, on_epoch: Callable[[dict[str, Any]], object] | None) -> FitResult:
+         cfg: TrainConfig, on_epoch: Callable[[dict[str, Any]], object] | None, workers: int) -> FitResult:
     dt = np.dtype(cfg.dtype)
     check_features(X, "training features")
     targets.check(X.shape[0], "training targets")
@@ -667,75 +702,157 @@ def _fit(X: np.ndarray, targets: Targets, valid_X: np.ndarray | None, valid_targ
 
     model = init_model(X.shape[1], t, cfg, rng)
     model.mean, model.scale = mean, scale
-    params = model.params()
-    decay = [p.ndim == 2 for p in params]
-    m1 = [np.zeros_like(p) for p in params]
-    m2 = [np.zeros_like(p) for p in params]
-    tmp = [np.empty_like(p) for p in params]
+    opt = _Optimiser(model, cfg)
     n, bs = X.shape[0], cfg.batch_size
-    workspace: dict[Any, np.ndarray] = {}
+    parts = max(1, min(workers, bs // 32))
+    grad_bufs = [opt.flat_like() for _ in range(parts)]
+    grad_views = [opt.views(g) for g in grad_bufs]
+    workspaces: list[dict[Any, np.ndarray]] = [{} for _ in range(parts)]
+    pool = ThreadPoolExecutor(max_workers=parts - 1, thread_name_prefix="kdstore-student") if parts > 1 else None
     Xe = np.empty_like(Xs)
-    step = 0
     best, best_epoch, bad_epochs = math.inf, 0, 0
     best_model = model.copy()
     curve: list[dict[str, Any]] = []
     stopped = False
-    for epoch in range(1, cfg.epochs + 1):
-        t0, c0 = time.perf_counter(), time.process_time()
-        perm = rng.permutation(n)
-        np.take(Xs, perm, axis=0, out=Xe)
-        te = t.take(perm)
-        loss_sum = 0.0
-        for start in range(0, n, bs):
-            sl = slice(start, start + bs)
-            loss, grads = loss_and_grads(model, Xe[sl], te.take(sl), cfg, rng, workspace=workspace)
-            step += 1
-            _adam(params, grads, m1, m2, tmp, decay, step, cfg)
-            loss_sum += loss * (min(n, start + bs) - start)
-        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        entry: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / n, "valid_loss": None,
-                                 "seconds": seconds, "cpu_seconds": cpu, "examples_per_second": n / seconds}
-        if vXs is not None and vt is not None:
-            vl = evaluate_loss(model, vXs, vt, cfg)
-            entry["valid_loss"] = vl
-            if vl < best - cfg.min_delta:
-                best, best_epoch, bad_epochs = vl, epoch, 0
-                best_model = model.copy()
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            t0, c0 = time.perf_counter(), time.process_time()
+            perm = rng.permutation(n)
+            np.take(Xs, perm, axis=0, out=Xe)
+            te = t.take(perm)
+            loss_sum = 0.0
+            for start in range(0, n, bs):
+                stop = min(n, start + bs)
+                tb = te.take(slice(start, stop))
+                masks = _draw_masks(rng, stop - start, cfg, Xs.dtype)
+                k = parts if stop - start >= 2 * parts else 1
+                bounds = [start + (stop - start) * j // k for j in range(k + 1)]
+                wsums = _head_wsums(tb)
+
+                def part(j: int, lo: int, hi: int, masks: list[np.ndarray] | None = masks, wsums: tuple[float, float] = wsums,
+                         tb: Targets = tb, start: int = start) -> float:
+                    sl = slice(lo - start, hi - start)
+                    return loss_and_grads(model, Xe[lo:hi], tb.take(sl), cfg, None, workspace=workspaces[j],
+                                          masks=None if masks is None else [m[sl] for m in masks], wsums=wsums,
+                                          grad_out=grad_views[j])[0]
+
+                loss = _run_parts(pool, part, [(j, bounds[j], bounds[j + 1]) for j in range(k)])
+                opt.step(grad_bufs[:k], pool)
+                loss_sum += loss * (stop - start)
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+            entry: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / n, "valid_loss": None,
+                                     "seconds": seconds, "cpu_seconds": cpu, "examples_per_second": n / seconds}
+            if vXs is not None and vt is not None:
+                vl = evaluate_loss(model, vXs, vt, cfg)
+                entry["valid_loss"] = vl
+                if vl < best - cfg.min_delta:
+                    best, best_epoch, bad_epochs = vl, epoch, 0
+                    best_model = model.copy()
+                else:
+                    bad_epochs += 1
             else:
-                bad_epochs += 1
-        else:
-            best_epoch = epoch
-        curve.append(entry)
-        if on_epoch is not None:
-            on_epoch(entry)
-        if not math.isfinite(entry["train_loss"]):
-            raise SchemaError(f"training diverged at epoch {epoch} (loss {entry['train_loss']}); lower the learning rate",
-                              source="student hyper-parameters", column="learning_rate")
-        if vXs is not None and cfg.patience and bad_epochs >= cfg.patience:
-            stopped = epoch < cfg.epochs
-            break
+                best_epoch = epoch
+            curve.append(entry)
+            if on_epoch is not None:
+                on_epoch(entry)
+            if not math.isfinite(entry["train_loss"]):
+                raise SchemaError(f"training diverged at epoch {epoch} (loss {entry['train_loss']}); lower the learning rate",
+                                  source="student hyper-parameters", column="learning_rate")
+            if vXs is not None and cfg.patience and bad_epochs >= cfg.patience:
+                stopped = epoch < cfg.epochs
+                break
+    finally:
+        if pool is not None:
+            pool.shutdown()
     final = best_model if vXs is not None else model
     return FitResult(final, tuple(curve), best_epoch, stopped, cfg)
 
 
-def _adam(params: list[np.ndarray], grads: list[np.ndarray], m1: list[np.ndarray], m2: list[np.ndarray],
-          tmp: list[np.ndarray], decay: list[bool], step: int, cfg: TrainConfig) -> None:
-    b1, b2 = _ADAM_B1, _ADAM_B2
-    lr_t = cfg.learning_rate * math.sqrt(1 - b2**step) / (1 - b1**step)
-    eps = _ADAM_EPS * math.sqrt(1 - b2**step)
-    shrink = 1.0 - cfg.learning_rate * cfg.weight_decay
-    for p, g, m, v, s, dec in zip(params, grads, m1, m2, tmp, decay, strict=True):
-        m *= b1
-        np.multiply(g, 1 - b1, out=s)
+def _draw_masks(rng: np.random.Generator, n: int, cfg: TrainConfig, dt: np.dtype[Any]) -> list[np.ndarray] | None:
+    """Dropout multipliers of one mini-batch, one per hidden layer, drawn in layer order."""
+    if cfg.dropout <= 0:
+        return None
+    return [_dropout_mask(rng, (n, w), cfg.dropout, dt) for w in cfg.hidden]
+
+
+def _run_parts(pool: ThreadPoolExecutor | None, fn: Callable[..., float], args: list[tuple[Any, ...]]) -> float:
+    """``fn(*a)`` for every ``a``: the first in this thread, the others in ``pool``; the sum of the results."""
+    futures = [pool.submit(fn, *a) for a in args[1:]] if pool is not None else []
+    if pool is None:
+        return float(sum(fn(*a) for a in args))
+    total = fn(*args[0])
+    return total + float(sum(f.result() for f in futures))
+
+
+class _Optimiser:
+    """Adam with decoupled weight decay over one flat float buffer holding every parameter.
+
+    The model's arrays become views of ``self.flat`` so one step is a dozen whole-buffer NumPy
+    operations (not a dozen per parameter array), and with a thread pool the buffer is split into
+    contiguous halves updated in parallel. Gradients of data-parallel parts arrive as flat buffers
+    and are summed here, in a fixed order (deterministic).
+    """
+
+    def __init__(self, model: MLP, cfg: TrainConfig) -> None:
+        params = model.params()
+        self.shapes = [p.shape for p in params]
+        self.offsets = np.cumsum([0] + [p.size for p in params]).tolist()
+        dt = params[0].dtype
+        self.flat = np.concatenate([p.ravel() for p in params]).astype(dt)
+        views = self.views(self.flat)
+        k = len(model.layers)
+        model.layers = [(views[2 * i], views[2 * i + 1]) for i in range(k)]
+        rest = views[2 * k:]
+        if model.label_head is not None:
+            model.label_head, rest = (rest[0], rest[1]), rest[2:]
+        if model.emb_head is not None:
+            model.emb_head = (rest[0], rest[1])
+        self.m1 = np.zeros_like(self.flat)
+        self.m2 = np.zeros_like(self.flat)
+        self.tmp = np.empty_like(self.flat)
+        self.shrink = np.ones_like(self.flat)
+        for p, lo, hi in zip(params, self.offsets[:-1], self.offsets[1:], strict=True):
+            if p.ndim == 2:
+                self.shrink[lo:hi] = 1.0 - cfg.learning_rate * cfg.weight_decay
+        self.decay = bool(cfg.weight_decay)
+        self.cfg = cfg
+        self.t = 0
+
+    def flat_like(self) -> np.ndarray:
+        return np.empty_like(self.flat)
+
+    def views(self, flat: np.ndarray) -> list[np.ndarray]:
+        return [flat[lo:hi].reshape(shape) for lo, hi, shape in zip(self.offsets[:-1], self.offsets[1:], self.shapes, strict=True)]
+
+    def step(self, grads: list[np.ndarray], pool: ThreadPoolExecutor | None) -> None:
+        """One Adam step with the sum of the flat gradient buffers ``grads``."""
+        self.t += 1
+        n = self.flat.size
+        k = 2 if pool is not None and n >= 4096 else 1
+        cuts = [n * j // k for j in range(k + 1)]
+        _run_parts(pool, self._update, [(grads, cuts[j], cuts[j + 1]) for j in range(k)])
+
+    def _update(self, grads: list[np.ndarray], lo: int, hi: int) -> float:
+        b1, b2, step, cfg = _ADAM_B1, _ADAM_B2, self.t, self.cfg
+        lr_t = cfg.learning_rate * math.sqrt(1 - b2**step) / (1 - b1**step)
+        eps = _ADAM_EPS * math.sqrt(1 - b2**step)
+        g = grads[0][lo:hi]
+        for other in grads[1:]:
+            g += other[lo:hi]
+        p, m, v, s = self.flat[lo:hi], self.m1[lo:hi], self.m2[lo:hi], self.tmp[lo:hi]
+        # m += (1 - b1) (g - m);  v += (1 - b2) (g² - v);  p = p * shrink - lr_t m / (sqrt(v) + eps)
+        np.subtract(g, m, out=s)
+        s *= 1 - b1
         m += s
-        v *= b2
         np.multiply(g, g, out=s)
+        s -= v
         s *= 1 - b2
         v += s
         np.sqrt(v, out=s)
         s += eps
         np.divide(m, s, out=s)
         s *= lr_t
-        if dec and cfg.weight_decay:
-            p *= shrink
+        if self.decay:
+            p *= self.shrink[lo:hi]
         p -= s
+        return 0.0
