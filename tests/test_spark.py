@@ -264,8 +264,8 @@ def test_label_model_on_spark_equals_duckdb(spark: SparkSession, installed: dict
         lm_runs = store.query("SELECT * EXCLUDE (run_id, created_at, log_likelihood) FROM kd.label_model_runs "
                               "ORDER BY run_id").to_pylist()
         assert len(lm_runs) == 2 and lm_runs[0] == lm_runs[1]
-        runs = store.query("SELECT kind, params, metrics FROM kd.runs ORDER BY run_id").to_pylist()
-        assert [r["kind"] for r in runs] == ["label_model"] * 2
+        runs = store.query("SELECT run_id, params, metrics FROM kd.runs WHERE kind = 'label_model' ORDER BY run_id").to_pylist()
+        assert [r["run_id"] for r in runs] == [local.run_id, got.run_id]
         assert json.loads(runs[0]["params"]) == json.loads(runs[1]["params"])
         m0, m1 = (json.loads(r["metrics"]) for r in runs)
         assert (m0["iterations"], m0["converged"]) == (m1["iterations"], m1["converged"])
@@ -278,3 +278,36 @@ def test_label_model_on_spark_checks_options(spark: SparkSession, installed: dic
         ks.label_model(spark, model="one_coin", abstain="observe")
     with pytest.raises(kdstore.SchemaError, match="unknown teacher 'nope'"):
         ks.label_model(spark, teachers=["nope"])
+
+
+@pytest.mark.slow
+def test_grouped_one_coin_em_on_spark(spark: SparkSession, tmp_path: Path) -> None:
+    """Vote teachers with every label: the driver picks the grouped one-coin steps (``*_oc_*.sql``,
+    bit masks of voters); Spark runs those too and gets DuckDB's fit."""
+    import pyarrow as pa
+
+    from kdstore import labelmodel as lm
+
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 3, 60)
+    votes = {f"v{j}": np.where(rng.random(60) < 0.2, -1, np.where(rng.random(60) < 0.7 - 0.1 * j, truth,
+                                                                   rng.integers(0, 3, 60))) for j in range(4)}
+    with kdstore.connect() as store:
+        store.add_labels(["a", "b", "c"])
+        store.add_examples(pa.table({"example_id": np.arange(60), "split": ["train"] * 60}))
+        store.ingest_votes(pa.table({"example_id": np.arange(60), **votes}))
+        store.export_parquet(tmp_path / "kd")
+        ks.register_tables(spark, tmp_path / "kd", prefix="kdg_")
+        local = store.fit_label_model(model="one_coin", tol=1e-2)
+        # the grouped path is what ran (the fit's temp tables are still there to ask)
+        assert lm._grouped_ok(lm._Runner(store), "one_coin", "hard", 3, 60, 1.0, 1.0)
+        fit = ks.label_model(spark, prefix="kdg_", model="one_coin", tol=1e-2, run_id=local.run_id + 1)
+        assert (fit.result.iterations, fit.result.converged) == (local.iterations, local.converged)
+        np.testing.assert_allclose(fit.result.log_likelihood, local.log_likelihood, rtol=1e-12)
+        ks.write_label_model(fit, tmp_path / "lm")
+        store.import_parquet(tmp_path / "lm", mode="append")
+        for table in ("label_model_accuracy", "label_model_fit_posteriors"):
+            def rows(run: int, table: str = table) -> Any:
+                return store.query(f"SELECT * EXCLUDE (run_id) FROM kd.{table} WHERE run_id = {run}")
+            assert rows(local.run_id).num_rows > 0
+            assert_same_rows(rows(local.run_id), rows(fit.result.run_id), tol=1e-9, what=table)
