@@ -1,19 +1,20 @@
-"""Evaluation on local Spark vs DuckDB: the same views, the same answer, at 1M..100M outputs.
+"""Evaluation on local Spark vs DuckDB: the same views, the same answer, up to 100M outputs.
 
 Data: ``teachers`` x ``examples`` x 5 labels of multilabel scores (default 20 x 1M x 5 = 100M
 outputs), generated deterministically in SQL straight into an on-disk store (a hash per
 (teacher, example, label), so both engines see exactly the same numbers); each teacher has its own
-skill, 20% of examples are valid (with gold), 20% test, 60% train.
+skill, 10% of examples are valid (with gold; 100k of 1M), 10% test, 80% train.
 
 Per size, timed separately:
 
-* DuckDB: ``label_metrics`` to Arrow, and ``consensus_z`` written to Parquet (the sink Spark uses
-  too), on the store file (``memory_limit`` 6 GB, 2 threads). One warm-up, median of ``--repeat``.
+* DuckDB: ``label_metrics``, ``label_experts``, ``teacher_summary`` to Arrow, and ``consensus_z``
+  written to Parquet (materialised; the sink Spark uses too), on the store file (``memory_limit`` 6 GB, 2 threads). One warm-up, median of ``--repeat``.
 * Spark ``local[2]`` (driver memory ``--spark-memory``, < 8 GB): the store exported with
   ``store.export_parquet`` (timed: the hand-over cost), the tables registered, the views installed
-  from the same ``sql/`` files through sqlglot, then the same two queries. Spark runs once per size
+  from the same ``sql/`` files through sqlglot, then the same four queries. Spark runs once per size
   (plus one warm-up query at the smallest size); the session start is reported on its own.
-* Same answer: ``label_metrics`` compared row for row (floats within 1e-9); ``consensus_z`` — every
+* Same answer: the three small views compared row for row (row counts, floats within 1e-9
+  relative, max abs difference reported); ``consensus_z`` — every
   row of Spark's Parquet joined to DuckDB's on the key in DuckDB: row counts equal, no unmatched
   row, max |z difference| reported.
 
@@ -38,10 +39,23 @@ from _common import peak_rss_mb, write_results
 
 import kdstore
 from kdstore import spark as ks
-from tests.frames import assert_same_rows
+from tests.frames import _key, _norm, assert_same_rows
 
 N_LABELS = 5
-VIEWS = ("label_metrics", "consensus_z")
+VIEWS = ("label_metrics", "consensus_z", "label_experts", "teacher_summary")
+SMALL_VIEWS = ("label_metrics", "label_experts", "teacher_summary")
+
+
+def compare_small(expected: Any, got: Any, what: str) -> dict[str, Any]:
+    """Row counts and the max abs difference of the float columns (rows matched by sorting)."""
+    assert_same_rows(expected, got, tol=1e-9, what=what)
+    names = expected.schema.names
+    e_rows = sorted((tuple(_norm(r[c]) for c in names) for r in expected.to_pylist()), key=_key)
+    g_rows = sorted((tuple(_norm(r[c]) for c in names) for r in got.to_pylist()), key=_key)
+    diff = max((abs(x - y) for e, g in zip(e_rows, g_rows, strict=True) for x, y in zip(e, g, strict=True)
+                if isinstance(x, float) and isinstance(y, float) and x == x and y == y), default=0.0)
+    return {f"{what}_rows_duckdb": expected.num_rows, f"{what}_rows_spark": got.num_rows,
+            f"{what}_max_abs_diff": diff, f"{what}_equal": True}
 
 
 def build_store(path: Path, n_examples: int, n_teachers: int) -> int:
@@ -54,8 +68,8 @@ def build_store(path: Path, n_examples: int, n_teachers: int) -> int:
             """
             INSERT INTO kd.examples
             SELECT range AS example_id,
-                   CASE WHEN hash(range, 'split') % 10 < 2 THEN 'valid'
-                        WHEN hash(range, 'split') % 10 < 4 THEN 'test' ELSE 'train' END,
+                   CASE WHEN hash(range, 'split') % 10 < 1 THEN 'valid'
+                        WHEN hash(range, 'split') % 10 < 2 THEN 'test' ELSE 'train' END,
                    NULL
             FROM range(?)
             """,
@@ -112,6 +126,9 @@ def run_size(n_examples: int, args: argparse.Namespace, spark: Any, work: Path) 
         def duck_metrics() -> Any:
             return store.query("SELECT * FROM kd.label_metrics")
 
+        def duck_view(v: str) -> Any:
+            return store.query(f"SELECT * FROM kd.{v}")
+
         def duck_consensus() -> None:
             shutil.rmtree(duck_z, ignore_errors=True)
             store.run(f"COPY (SELECT * FROM kd.consensus_z) TO '{duck_z}' (FORMAT parquet, FILE_SIZE_BYTES '256MB')")
@@ -120,7 +137,12 @@ def run_size(n_examples: int, args: argparse.Namespace, spark: Any, work: Path) 
         res["duckdb_label_metrics_s"], res["duckdb_label_metrics_runs"] = median_time(duck_metrics, args.repeat)
         res["duckdb_consensus_z_s"], res["duckdb_consensus_z_runs"] = median_time(duck_consensus, args.repeat)
         print(f"duckdb: label_metrics {res['duckdb_label_metrics_s']:.2f} s, consensus_z {res['duckdb_consensus_z_s']:.2f} s", flush=True)
-        expected_metrics = duck_metrics()
+        expected = {"label_metrics": duck_metrics()}
+        for v in ("label_experts", "teacher_summary"):
+            res[f"duckdb_{v}_s"], _ = median_time(lambda v=v: duck_view(v), args.repeat)
+            expected[v] = duck_view(v)
+        print(f"duckdb: label_experts {res['duckdb_label_experts_s']:.2f} s, "
+              f"teacher_summary {res['duckdb_teacher_summary_s']:.2f} s", flush=True)
         export = work / f"export_{n_examples}"
         t0 = time.perf_counter()
         store.export_parquet(export, features=False, overwrite=True)
@@ -141,11 +163,17 @@ def run_size(n_examples: int, args: argparse.Namespace, spark: Any, work: Path) 
     spark.table(f"{prefix}consensus_z").write.mode("overwrite").parquet(str(spark_z))
     res["spark_consensus_z_s"] = round(time.perf_counter() - t0, 2)
     print(f"spark: label_metrics {res['spark_label_metrics_s']:.2f} s, consensus_z {res['spark_consensus_z_s']:.2f} s", flush=True)
+    got = {"label_metrics": got_metrics}
+    for v in ("label_experts", "teacher_summary"):
+        t0 = time.perf_counter()
+        got[v] = ks.to_arrow(spark.table(f"{prefix}{v}"))
+        res[f"spark_{v}_s"] = round(time.perf_counter() - t0, 2)
+    print(f"spark: label_experts {res['spark_label_experts_s']:.2f} s, teacher_summary {res['spark_teacher_summary_s']:.2f} s",
+          flush=True)
 
     # Same answer.
-    assert_same_rows(expected_metrics, got_metrics, tol=1e-9, what="label_metrics")
-    res["label_metrics_rows"] = expected_metrics.num_rows
-    res["label_metrics_equal"] = True
+    for v in SMALL_VIEWS:
+        res.update(compare_small(expected[v], got[v], v))
     import duckdb
 
     con = duckdb.connect()
@@ -168,7 +196,7 @@ def run_size(n_examples: int, args: argparse.Namespace, spark: Any, work: Path) 
     res.update({"consensus_z_rows_duckdb": row[0], "consensus_z_rows_spark": row[1], "consensus_z_unmatched": row[2],
                 "consensus_z_max_abs_diff": row[3], "consensus_z_null_mismatch": row[4]})
     res["consensus_z_equal"] = row[0] == row[1] and row[2] == 0 and row[4] == 0 and (row[3] or 0.0) <= 1e-9
-    print(f"same answer: label_metrics {res['label_metrics_equal']}, consensus_z {res['consensus_z_equal']} "
+    print(f"same answer: {[v for v in VIEWS if res[f'{v}_equal']]}, consensus_z {res['consensus_z_equal']} "
           f"(rows {row[0]:,} vs {row[1]:,}, max |dz| {row[3]})", flush=True)
     for p in (db, export, duck_z, spark_z):
         if p.is_dir():
@@ -180,12 +208,13 @@ def run_size(n_examples: int, args: argparse.Namespace, spark: Any, work: Path) 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", default="10000,100000,1000000", help="numbers of examples, comma separated")
+    ap.add_argument("--sizes", default="1000000", help="numbers of examples, comma separated")
     ap.add_argument("--teachers", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3, help="DuckDB repetitions (median)")
     ap.add_argument("--spark-memory", default="6g")
     ap.add_argument("--shuffle-partitions", type=int, default=16)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--why", default=None, help="why the run stops below 100M outputs (recorded)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(args.workdir or tempfile.mkdtemp(prefix="kd_spark_eval_"))
@@ -211,37 +240,34 @@ def main() -> None:
                             "shuffle_partitions": args.shuffle_partitions, "sizes": results,
                             "peak_rss_mb_python": round(peak_rss_mb(), 1)}
     if ok and ok[-1]["outputs"] < 100_000_000:
-        # Linear extrapolation from the two largest sizes that ran (Spark's cost per output is flat
-        # once the fixed per-query overhead is amortised).
-        last = ok[-1]
-        scale = 100_000_000 / last["outputs"]
-        data["extrapolated_100M"] = {k: round(last[k] * scale, 1) for k in
-                                     ("spark_label_metrics_s", "spark_consensus_z_s", "duckdb_label_metrics_s", "duckdb_consensus_z_s")}
+        data["not_100M_because"] = args.why or "not run at 100M"
     lines = [
         "# Evaluation on local Spark vs DuckDB",
         "",
-        "Views `label_metrics` (to Arrow) and `consensus_z` (to Parquet), installed from the same `sql/` files;",
+        "Views `label_metrics`, `label_experts`, `teacher_summary` (to Arrow) and `consensus_z` (materialised to "
+        "Parquet), installed from the same `sql/` files;",
         f"Spark `local[2]`, driver memory {args.spark_memory}, {args.shuffle_partitions} shuffle partitions; "
         f"DuckDB 2 threads, 6 GB. Spark session start: {session_s:.1f} s. Shared 2-core machine: compare ratios.",
         "",
-        "| outputs | DuckDB label_metrics s | Spark label_metrics s | DuckDB consensus_z s | Spark consensus_z s | export_parquet s | same answer |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "| outputs | view | DuckDB s | Spark s | Spark / DuckDB | rows DuckDB | rows Spark | max abs diff | same |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['outputs']:,} | failed: {r['error'][:80]} | | | | | |")
+            lines.append(f"| {r['outputs']:,} | failed: {r['error'][:80]} | | | | | | | |")
             continue
-        same = "yes" if r["label_metrics_equal"] and r["consensus_z_equal"] else "NO"
-        lines.append(
-            f"| {r['outputs']:,} | {r['duckdb_label_metrics_s']:.2f} | {r['spark_label_metrics_s']:.2f} | "
-            f"{r['duckdb_consensus_z_s']:.2f} | {r['spark_consensus_z_s']:.2f} | {r['export_parquet_s']:.1f} | "
-            f"{same} (max abs dz {r['consensus_z_max_abs_diff']:.1e}) |"
-        )
-    if "extrapolated_100M" in data:
-        lines += ["", f"100M not run; linear extrapolation from the largest size: {data['extrapolated_100M']}"]
+        for v in ("label_metrics", "consensus_z", "label_experts", "teacher_summary"):
+            d, sp = r[f"duckdb_{v}_s"], r[f"spark_{v}_s"]
+            lines.append(
+                f"| {r['outputs']:,} | {v} | {d:.2f} | {sp:.2f} | {sp / d:.1f}x | {r[f'{v}_rows_duckdb']:,} | "
+                f"{r[f'{v}_rows_spark']:,} | {r[f'{v}_max_abs_diff'] or 0.0:.1e} | {'yes' if r[f'{v}_equal'] else 'NO'} |"
+            )
+        lines.append(f"| {r['outputs']:,} | (export_parquet, {r['export_bytes'] / 1e9:.2f} GB) | {r['export_parquet_s']:.1f} | | | | | | |")
+    if "not_100M_because" in data:
+        lines += ["", f"100M not run: {data['not_100M_because']}"]
     write_results("spark_eval", data, "\n".join(lines))
     print("\n".join(lines))
-    if any("error" not in r and not (r["label_metrics_equal"] and r["consensus_z_equal"]) for r in results):
+    if any("error" not in r and not all(r[f"{v}_equal"] for v in VIEWS) for r in results):
         sys.exit(1)
 
 

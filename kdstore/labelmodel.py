@@ -51,10 +51,11 @@ import json
 import re
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -124,12 +125,44 @@ def statement(name: str) -> str:
     return _template(name)[0]
 
 
-class _Runner:
-    """Runs the EM statements on one store with the fit's bound parameters."""
+class Executor(Protocol):
+    """What the EM driver needs from an engine: the seam between :func:`fit_em` and DuckDB or Spark.
 
-    def __init__(self, store: Store, params: dict[str, Any]):
+    SQL given to ``rows`` / ``execute`` is DuckDB SQL with ``$name`` parameters over ``kd.*``
+    tables and ``kd_lm_*`` temporary tables; an engine other than DuckDB transpiles it (sqlglot).
+    ``kdstore.spark`` has the Spark executor.
+    """
+
+    params: dict[str, Any]
+
+    def run(self, name: str) -> None:
+        """Run statement ``sql/labelmodel/<name>.sql`` with its parameters from ``params``."""
+
+    def scalar(self, name: str) -> float:
+        """The value of query ``sql/labelmodel/<name>.sql`` (0.0 when NULL or no row)."""
+
+    def execute(self, sql: str) -> None:
+        """Run one statement (a temporary table from a query)."""
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """All rows of a (small) query."""
+
+    def temp_table(self, name: str, column: str, sql_type: str, values: Sequence[Any]) -> None:
+        """(Re)create one-column temporary table ``name`` holding ``values``."""
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        """Add one row to ``kd.<table>`` (the columns not given take their defaults)."""
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """All or nothing for the fit's writes (where the engine has transactions)."""
+
+
+class _Runner:
+    """The DuckDB executor: runs the EM statements on one store with the fit's bound parameters."""
+
+    def __init__(self, store: Store, params: dict[str, Any] | None = None):
         self.store = store
-        self.params = params
+        self.params = params if params is not None else {}
 
     def run(self, name: str) -> None:
         text, names = _template(name)
@@ -140,23 +173,47 @@ class _Runner:
         row = self.store.one(text, {n: self.params[n] for n in names} if names else None)
         return float(row[0]) if row is not None and row[0] is not None else 0.0
 
+    def execute(self, sql: str) -> None:
+        self.store.run(sql)
 
-def _setting(store: Store, name: str, value: float | None) -> float:
-    return float(store.settings[name]) if value is None else float(value)
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.store.execute(sql, params).fetchall()]
+
+    def temp_table(self, name: str, column: str, sql_type: str, values: Sequence[Any]) -> None:
+        self.store.run(f"CREATE OR REPLACE TEMP TABLE {name} ({column} {sql_type})")
+        self.store.run_many(f"INSERT INTO {name} VALUES (?)", [(v,) for v in values])
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        self.store.run(
+            f"INSERT INTO kd.{table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+        )
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        return self.store.transaction()
 
 
-def _resolve_teachers(store: Store, teachers: Sequence[str] | None) -> list[int]:
+def _setting(r: Executor, name: str, value: float | None) -> float:
+    if value is not None:
+        return float(value)
+    rows = r.rows("SELECT value FROM kd.settings WHERE name = $name", {"name": name})
+    if not rows:
+        raise SchemaError(f"unknown setting {name!r}", source="settings")
+    return float(rows[0][0])
+
+
+def _resolve_teachers(r: Executor, teachers: Sequence[str] | None) -> list[int]:
     if teachers is None:
-        rows = store.execute(
+        rows = r.rows(
             "SELECT teacher_id FROM kd.teachers WHERE output_type IN ('vote', 'multiclass', 'binary', 'multilabel') "
             "AND teacher_id IN (SELECT teacher_id FROM kd.teacher_labels) ORDER BY teacher_id"
-        ).fetchall()
-        return [int(r[0]) for r in rows]
+        )
+        return [int(row[0]) for row in rows]
     ids = []
     for name in teachers:
-        row = store.one("SELECT teacher_id, output_type FROM kd.teachers WHERE name = ?", [name])
-        if row is None:
+        found = r.rows("SELECT teacher_id, output_type FROM kd.teachers WHERE name = $name", {"name": name})
+        if not found:
             raise SchemaError(f"unknown teacher {name!r}", source="label model teachers")
+        row = found[0]
         if row[1] not in VOTING_TYPES:
             raise SchemaError(
                 f"teacher {name!r} has output type {row[1]!r}; the label model reads {', '.join(VOTING_TYPES)}",
@@ -217,6 +274,49 @@ def fit_label_model(
         SchemaError: a bad option, or nothing to fit (no examples, no teachers, no valid gold for
             ``init="valid"`` / ``class_prior="valid"``). The store is then unchanged.
     """
+    saved = store.one("SELECT current_setting('perfect_ht_threshold'), current_setting('disabled_optimizers')")
+    perfect, disabled = (int(saved[0]), str(saved[1] or "")) if saved else (12, "")
+    # DuckDB settings during the fit (restored after; they change plans, not results):
+    # GROUP BY example_id uses a perfect hash table (an array) when the ids span < 2^20 values (the
+    # default 2^12 makes every per-example sum a hash aggregation), and the partial-aggregate
+    # pushdown is off (it pre-aggregated the 2.4M (example, label) rows below the join: 2 s of 2.3 s).
+    store.run(f"SET perfect_ht_threshold = {max(perfect, _PERFECT_HT_BITS)}")
+    store.run("SET disabled_optimizers = ?", [",".join(x for x in (disabled, "partial_aggregate_pushdown") if x)])
+    try:
+        with store.transaction():
+            result = fit_em(
+                _Runner(store), model=model, abstain=abstain, votes=votes, init=init, class_prior=class_prior,
+                fit_splits=fit_splits, teachers=teachers, max_iter=max_iter, tol=tol, smoothing=smoothing,
+                prior_smoothing=prior_smoothing, seed=seed, store_posteriors=store_posteriors,
+            )
+            ensure_views(store)
+        return result
+    finally:
+        store.run(f"SET perfect_ht_threshold = {perfect}")
+        store.run("SET disabled_optimizers = ?", [disabled])
+
+
+def fit_em(
+    r: Executor,
+    *,
+    model: str = "class_conditional",
+    abstain: str | None = None,
+    votes: str = "hard",
+    init: str = "majority",
+    class_prior: str = "fit",
+    fit_splits: Sequence[str] = ("train",),
+    teachers: Sequence[str] | None = None,
+    max_iter: int | None = None,
+    tol: float | None = None,
+    smoothing: float | None = None,
+    prior_smoothing: float | None = None,
+    seed: int = 0,
+    store_posteriors: bool = True,
+    run_id: int | None = None,
+) -> LabelModelResult:
+    """The EM driver of :func:`fit_label_model` on any engine (an :class:`Executor`): same options;
+    ``run_id`` defaults to the next free ``kd.runs`` id. Results are written with ``r.insert`` and
+    the ``write_*`` statements."""
     _check_choice("model", model, MODELS)
     abstain = abstain or ("ignore" if model == "one_coin" else "observe")
     _check_choice("abstain", abstain, ABSTAIN_MODES)
@@ -228,64 +328,41 @@ def fit_label_model(
     splits = list(dict.fromkeys(fit_splits))
     if not splits or any(s not in ("train", "valid", "test") for s in splits):
         raise SchemaError(f"fit_splits must name train/valid/test splits; got {list(fit_splits)!r}", source="fit_label_model")
-    n_iter = int(_setting(store, "label_model_max_iter", max_iter))
-    tolerance = _setting(store, "label_model_tol", tol)
-    alpha = _setting(store, "label_model_smoothing", smoothing)
-    beta = _setting(store, "label_model_prior_smoothing", prior_smoothing)
+    n_iter = int(_setting(r, "label_model_max_iter", max_iter))
+    tolerance = _setting(r, "label_model_tol", tol)
+    alpha = _setting(r, "label_model_smoothing", smoothing)
+    beta = _setting(r, "label_model_prior_smoothing", prior_smoothing)
     if n_iter < 1:
         raise SchemaError(f"max_iter must be >= 1; got {n_iter}", source="fit_label_model")
     if not (alpha > 0 and beta > 0):
         raise SchemaError("smoothing and prior_smoothing must be > 0 (no probability may be 0)", source="fit_label_model")
     if not tolerance >= 0:
         raise SchemaError(f"tol must be >= 0; got {tolerance}", source="fit_label_model")
-    teacher_ids = _resolve_teachers(store, teachers)
+    teacher_ids = _resolve_teachers(r, teachers)
     if not teacher_ids:
         raise SchemaError("no teachers with votes or class scores to fit", source="fit_label_model")
 
     started = time.perf_counter()
-    k_row = store.one("SELECT COUNT(*) FROM kd.labels")
-    k = int(k_row[0]) if k_row else 0
+    k = int(r.rows("SELECT COUNT(*) FROM kd.labels")[0][0])
     if k < 2:
         raise SchemaError(f"the label model needs at least 2 labels; the store has {k}", source="fit_label_model")
-    r = _Runner(store, {
+    r.params.update({
         "abstain_rows": abstain != "ignore",
         "abstain_evidence": abstain == "observe",
         "alpha": alpha, "beta": beta, "k": k,
     })
-    saved = store.one("SELECT current_setting('perfect_ht_threshold'), current_setting('disabled_optimizers')")
-    perfect, disabled = (int(saved[0]), str(saved[1] or "")) if saved else (12, "")
-    # DuckDB settings during the fit (restored after; they change plans, not results):
-    # GROUP BY example_id uses a perfect hash table (an array) when the ids span < 2^20 values (the
-    # default 2^12 makes every per-example sum a hash aggregation), and the partial-aggregate
-    # pushdown is off (it pre-aggregated the 2.4M (example, label) rows below the join: 2 s of 2.3 s).
-    store.run(f"SET perfect_ht_threshold = {max(perfect, _PERFECT_HT_BITS)}")
-    store.run("SET disabled_optimizers = ?", [",".join(x for x in (disabled, "partial_aggregate_pushdown") if x)])
-    try:
-        return _fit(store, r, model=model, abstain=abstain, votes=votes, init=init, class_prior=class_prior,
-                    splits=splits, teacher_ids=teacher_ids, n_iter=n_iter, tolerance=tolerance, alpha=alpha,
-                    beta=beta, k=k, seed=seed, store_posteriors=store_posteriors, started=started)
-    finally:
-        store.run(f"SET perfect_ht_threshold = {perfect}")
-        store.run("SET disabled_optimizers = ?", [disabled])
-
-
-def _fit(store: Store, r: _Runner, *, model: str, abstain: str, votes: str, init: str, class_prior: str,
-         splits: list[str], teacher_ids: list[int], n_iter: int, tolerance: float, alpha: float, beta: float,
-         k: int, seed: int, store_posteriors: bool, started: float) -> LabelModelResult:
-    with store.transaction():
-        store.run("CREATE OR REPLACE TEMP TABLE kd_lm_classes AS SELECT label_id FROM kd.labels")
-        store.run("CREATE OR REPLACE TEMP TABLE kd_lm_selected (teacher_id INTEGER)")
-        store.run_many("INSERT INTO kd_lm_selected VALUES (?)", [(t,) for t in teacher_ids])
-        store.run("CREATE OR REPLACE TEMP TABLE kd_lm_splits (split VARCHAR)")
-        store.run_many("INSERT INTO kd_lm_splits VALUES (?)", [(s,) for s in splits])
+    with r.transaction():
+        r.execute("CREATE OR REPLACE TEMP TABLE kd_lm_classes AS SELECT label_id FROM kd.labels")
+        r.temp_table("kd_lm_selected", "teacher_id", "INTEGER", teacher_ids)
+        r.temp_table("kd_lm_splits", "split", "VARCHAR", splits)
         for name in ("setup_teachers", "setup_symbols", "setup_n_symbols", "setup_correct"):
             r.run(name)
         if class_prior == "valid" or init == "valid":
-            n_gold = store.one(
+            n_gold = r.rows(
                 "SELECT COUNT(DISTINCT g.example_id) FROM kd.gold g JOIN kd.examples e USING (example_id) "
                 "WHERE e.split = 'valid' AND g.label_id IN (SELECT label_id FROM kd_lm_classes)"
             )
-            if not n_gold or not n_gold[0]:
+            if not n_gold or not n_gold[0][0]:
                 raise SchemaError(
                     f"init={init!r}, class_prior={class_prior!r} need gold labels on the valid split; there are none",
                     source="fit_label_model",
@@ -302,11 +379,10 @@ def _fit(store: Store, r: _Runner, *, model: str, abstain: str, votes: str, init
             _m_step(r, model, abstain, class_prior)
 
         r.run("setup_examples")
-        n_row = store.one("SELECT COUNT(*) FROM kd_lm_x")
-        n_examples = int(n_row[0]) if n_row else 0
+        n_examples = int(r.rows("SELECT COUNT(*) FROM kd_lm_x")[0][0])
         if n_examples == 0:
             raise SchemaError(f"no examples in the fit splits {splits}", source="fit_label_model")
-        grouped = _grouped_ok(store, model, votes, k, n_examples, alpha, beta)
+        grouped = _grouped_ok(r, model, votes, k, n_examples, alpha, beta)
         if grouped:
             for name in ("setup_oc_bits", "setup_oc_groups", "setup_oc_patterns", "setup_oc_members", "setup_oc_wsum"):
                 r.run(name)
@@ -340,7 +416,7 @@ def _fit(store: Store, r: _Runner, *, model: str, abstain: str, votes: str, init
             r.run("keep_prev_prior")
             have_prev = True
 
-        run_id = _next_run_id(store)
+        run_id = _next_run_id(r) if run_id is None else int(run_id)
         r.params["run_id"] = run_id
         params = {
             "model": model, "abstain": abstain, "votes": votes, "init": init, "class_prior": class_prior,
@@ -348,22 +424,18 @@ def _fit(store: Store, r: _Runner, *, model: str, abstain: str, votes: str, init
             "smoothing": alpha, "prior_smoothing": beta, "seed": seed,
         }
         metrics = {"iterations": iterations, "converged": converged, "log_likelihood": trace}
-        store.run(
-            "INSERT INTO kd.runs (run_id, kind, params, metrics) VALUES (?, 'label_model', ?, ?)",
-            [run_id, json.dumps(params), json.dumps(metrics)],
-        )
-        store.run(
-            "INSERT INTO kd.label_model_runs (run_id, model, abstain, votes, init, class_prior, fit_splits, smoothing, "
-            "prior_smoothing, tol, max_iter, seed, iterations, converged, log_likelihood, n_examples, n_teachers) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [run_id, model, abstain, votes, init, class_prior, ",".join(splits), alpha, beta, tolerance, n_iter,
-             seed, iterations, converged, trace, n_examples, len(teacher_ids)],
-        )
+        r.insert("runs", {"run_id": run_id, "kind": "label_model", "params": json.dumps(params),
+                          "metrics": json.dumps(metrics)})
+        r.insert("label_model_runs", {
+            "run_id": run_id, "model": model, "abstain": abstain, "votes": votes, "init": init,
+            "class_prior": class_prior, "fit_splits": ",".join(splits), "smoothing": alpha, "prior_smoothing": beta,
+            "tol": tolerance, "max_iter": n_iter, "seed": seed, "iterations": iterations, "converged": converged,
+            "log_likelihood": trace, "n_examples": n_examples, "n_teachers": len(teacher_ids),
+        })
         r.run("write_priors")
         r.run("write_accuracy")
         if store_posteriors:
             r.run("write_oc_posteriors" if grouped else "write_posteriors")
-        ensure_views(store)
     return LabelModelResult(
         run_id=run_id, model=model, abstain=abstain, votes=votes, init=init, class_prior=class_prior,
         iterations=iterations, converged=converged, log_likelihood=tuple(trace), n_examples=n_examples,
@@ -371,7 +443,7 @@ def _fit(store: Store, r: _Runner, *, model: str, abstain: str, votes: str, init
     )
 
 
-def _m_step(r: _Runner, model: str, abstain: str, class_prior: str) -> None:
+def _m_step(r: Executor, model: str, abstain: str, class_prior: str) -> None:
     # the one-coin model needs one number per teacher, not the teacher x class x symbol counts
     r.run("mstep_one_coin_counts" if model == "one_coin" else "mstep_counts")
     if abstain != "ignore" or class_prior == "fit":
@@ -383,13 +455,13 @@ def _m_step(r: _Runner, model: str, abstain: str, class_prior: str) -> None:
     r.run(f"mstep_theta_{model}")
 
 
-def _e_step(r: _Runner) -> float:
+def _e_step(r: Executor) -> float:
     for name in ("estep_base", "estep_delta", "estep_scores", "estep_norm", "estep_q", "estep_r"):
         r.run(name)
     return r.scalar("loglik")
 
 
-def _grouped_ok(store: Store, model: str, votes: str, k: int, n: int, alpha: float, beta: float) -> bool:
+def _grouped_ok(r: Executor, model: str, votes: str, k: int, n: int, alpha: float, beta: float) -> bool:
     """Whether the grouped one-coin steps (``sql/labelmodel/*_oc_*.sql``) fit this problem.
 
     They need the one-coin model on hard votes from teachers that all have every label and no
@@ -400,19 +472,19 @@ def _grouped_ok(store: Store, model: str, votes: str, k: int, n: int, alpha: flo
     """
     if model != "one_coin" or votes != "hard":
         return False
-    row = store.one(
+    rows = r.rows(
         "SELECT COUNT(*), COUNT(*) FILTER (WHERE t.has_none OR (SELECT COUNT(DISTINCT tl.label_id) FROM kd.teacher_labels AS tl "
-        "WHERE tl.teacher_id = t.teacher_id AND tl.label_id IN (SELECT label_id FROM kd_lm_classes)) < ?) FROM kd_lm_teachers AS t",
-        [k],
+        "WHERE tl.teacher_id = t.teacher_id AND tl.label_id IN (SELECT label_id FROM kd_lm_classes)) < $k) FROM kd_lm_teachers AS t",
+        {"k": k},
     )
-    m, partial = (int(row[0]), int(row[1])) if row else (0, 1)
-    n_gold = store.one("SELECT COUNT(*) FROM kd.gold")
-    size = max(n, int(n_gold[0]) if n_gold else 0) + 1
+    m, partial = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 1)
+    n_gold = r.rows("SELECT COUNT(*) FROM kd.gold")
+    size = max(n, int(n_gold[0][0]) if n_gold else 0) + 1
     bound = m * (np.log((size + alpha) / alpha) + np.log(k)) + np.log((size + beta * k) / beta)
     return partial == 0 and m > 0 and m + int(np.ceil(np.log2(k))) <= 62 and bool(bound < 700.0)
 
 
-def _m_step_grouped(r: _Runner, model: str, abstain: str, class_prior: str) -> None:
+def _m_step_grouped(r: Executor, model: str, abstain: str, class_prior: str) -> None:
     # one pass over the (example, voted label, teacher mask) rows; the rest is per (mask, label)
     r.run("mstep_oc_stats")
     r.run("mstep_oc_counts")
@@ -422,15 +494,14 @@ def _m_step_grouped(r: _Runner, model: str, abstain: str, class_prior: str) -> N
     r.run("mstep_theta_one_coin")
 
 
-def _e_step_grouped(r: _Runner) -> float:
+def _e_step_grouped(r: Executor) -> float:
     for name in ("estep_base", "estep_oc_delta", "estep_oc_u", "estep_oc_z"):
         r.run(name)
     return r.scalar("loglik_oc")
 
 
-def _next_run_id(store: Store) -> int:
-    row = store.one("SELECT COALESCE(MAX(run_id), 0) + 1 FROM kd.runs")
-    return int(row[0]) if row else 1
+def _next_run_id(r: Executor) -> int:
+    return int(r.rows("SELECT COALESCE(MAX(run_id), 0) + 1 FROM kd.runs")[0][0])
 
 
 def ensure_views(store: Store) -> None:
@@ -554,8 +625,10 @@ __all__ = [
     "MODELS",
     "NONE",
     "VOTE_MODES",
+    "Executor",
     "LabelModelResult",
     "ensure_views",
+    "fit_em",
     "fit_label_model",
     "posteriors",
     "probs_to_preds",

@@ -20,6 +20,7 @@ database ``d``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
     from sqlglot import exp
+
+    from kdstore.labelmodel import LabelModelResult
 
 #: Tables every view needs; the others are created empty when absent.
 REQUIRED = ("labels", "examples", "gold", "teachers", "teacher_labels")
@@ -473,222 +476,151 @@ def _adapt(tree: exp.Expression) -> exp.Expression:
 
 @dataclass(frozen=True, slots=True)
 class SparkLabelModel:
-    """A label-model fit on Spark: the same fields as :class:`kdstore.labelmodel.LabelModelResult`
-    plus its tables as Spark DataFrames in the store contract (``kd.label_model_*`` rows with
-    ``run_id``), ready for :func:`write_label_model` and ``store.import_parquet``."""
+    """A label-model fit on Spark: the :class:`kdstore.labelmodel.LabelModelResult` and the rows the
+    fit wrote, as Spark DataFrames in the store contract (``tables``: ``runs``, ``label_model_runs``,
+    ``label_model_priors``, ``label_model_accuracy`` and, when kept, ``label_model_fit_posteriors``),
+    ready for :func:`write_label_model` and ``store.import_parquet``."""
 
-    run_id: int
-    model: str
-    abstain: str
-    votes: str
-    init: str
-    class_prior: str
-    iterations: int
-    converged: bool
-    log_likelihood: tuple[float, ...]
-    n_examples: int
-    n_teachers: int
-    seconds: float
-    params: dict[str, Any]
-    priors: DataFrame
-    accuracy: DataFrame
-    fit_posteriors: DataFrame | None
+    result: LabelModelResult
+    tables: dict[str, DataFrame]
 
 
-class _SparkRunner:
-    """``kdstore.labelmodel``'s statement runner, on Spark: each ``CREATE TEMP TABLE`` becomes a
-    checkpointed temporary view (materialised once, its lineage cut, so iterations do not grow the plan)."""
+def _copy_of(tree: exp.Expr) -> str | None:
+    """``b`` when ``tree`` is ``CREATE ... a AS SELECT * FROM b`` (a plain copy), else None."""
+    from sqlglot import exp
 
-    def __init__(self, spark: SparkSession, params: dict[str, Any], prefix: str):
-        self.spark, self.params, self.prefix = spark, params, prefix
+    q = tree.expression if isinstance(tree, exp.Create) else None
+    if (isinstance(q, exp.Select) and len(q.expressions) == 1 and isinstance(q.expressions[0], exp.Star)
+            and not any(q.args.get(k) for k in ("where", "joins", "group", "having", "order", "limit", "distinct", "with"))):
+        src = q.args.get("from") or q.args.get("from_")
+        if src is not None and isinstance(src.this, exp.Table) and not src.this.db:
+            return str(src.this.name)
+    return None
+
+
+class SparkExecutor:
+    """The Spark executor of :func:`kdstore.labelmodel.fit_em` (the one EM driver).
+
+    Every DuckDB statement the driver gives (``sql/labelmodel/*.sql`` and its few inline queries)
+    is transpiled by sqlglot with the views' fixes; ``CREATE TEMP TABLE x AS q`` becomes the
+    temporary view ``x`` over ``q`` checkpointed once (materialised, lineage cut, so iterations do
+    not grow the plan); ``INSERT INTO kd.<table>`` is kept as a DataFrame in ``tables`` (Spark is
+    not the store: :func:`write_label_model` writes them for ``store.import_parquet``).
+    """
+
+    def __init__(self, spark: SparkSession, prefix: str = "kd_"):
+        self.spark, self.prefix = spark, prefix
+        self.params: dict[str, Any] = {}
         self.frames: dict[str, DataFrame] = {}
-        self.inserts: dict[str, DataFrame] = {}
+        self.tables: dict[str, DataFrame] = {}
 
-    def _sql(self, name: str) -> tuple[Any, str, dict[str, Any]]:
+    def _spark_sql(self, tree: exp.Expr, what: str) -> str:
+        body = _rename_kd(_adapt(_spark_fixes(tree.copy(), what)), prefix=self.prefix, database=None)
+        return str(body.sql(dialect="spark"))
+
+    def _materialise(self, view: str, df: DataFrame, *, checkpoint: bool = True) -> None:
+        if checkpoint:
+            df = df.localCheckpoint(eager=True)
+        old = self.frames.get(view)
+        df.createOrReplaceTempView(view)
+        self.frames[view] = df
+        if old is not None and not any(f is old for f in self.frames.values()):
+            old.unpersist()  # no other view shares it (keep_prev copies share their source's data)
+
+    def _statement(self, text: str, args: dict[str, Any], what: str) -> None:
         import sqlglot
         from sqlglot import exp
+
+        tree = sqlglot.parse_one(text, read="duckdb")
+        copied = _copy_of(tree)
+        if copied is not None and copied in self.frames:  # CREATE TEMP TABLE a AS SELECT * FROM b
+            self._materialise(tree.this.name, self.frames[copied], checkpoint=False)
+            return
+        if not isinstance(tree, (exp.Create, exp.Insert)) or not isinstance(tree.expression, exp.Expression):
+            raise TranspileError(f"{what}: the Spark executor runs CREATE ... AS and INSERT ... SELECT statements")
+        try:
+            df = self.spark.sql(self._spark_sql(tree.expression, what), args=args or None)
+        except Exception as e:
+            raise ViewExecutionError(_first_line(e), view=what, sql=self._spark_sql(tree.expression, what)) from e
+        if isinstance(tree, exp.Create):
+            self._materialise(tree.this.name, df)
+            return
+        target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+        if target.db == "kd":  # write_*: kept as a DataFrame in the kd table's contract
+            cols = [c.name for c in contract()[target.name]]
+            self.tables[target.name] = df.toDF(*cols[: len(df.columns)]).localCheckpoint(eager=True)
+            return
+        # INSERT INTO a temporary table: the new rows (computed from the old table) appended
+        old = self.frames[target.name]
+        self._materialise(target.name, old.union(df.toDF(*old.columns)))
+
+    def run(self, name: str) -> None:
+        from kdstore.labelmodel import _template
+
+        text, names = _template(name)
+        self._statement(text, {n: self.params[n] for n in names}, f"labelmodel/{name}")
+
+    def scalar(self, name: str) -> float:
+        import sqlglot
 
         from kdstore.labelmodel import _template
 
         text, names = _template(name)
-        tree = sqlglot.parse_one(text, read="duckdb")
-        args = {n: self.params[n] for n in names}
-        query = tree.expression if isinstance(tree, (exp.Create, exp.Insert)) else tree
-        assert isinstance(query, exp.Expression), name
-        body = _rename_kd(_adapt(_spark_fixes(query.copy(), f"labelmodel/{name}")), prefix=self.prefix, database=None)
-        return tree, str(body.sql(dialect="spark")), args
-
-    def materialise(self, view: str, df: DataFrame) -> None:
-        df = df.localCheckpoint(eager=True)
-        old = self.frames.get(view)
-        df.createOrReplaceTempView(view)
-        self.frames[view] = df
-        if old is not None:
-            old.unpersist()
-
-    def run(self, name: str) -> None:
-        from sqlglot import exp
-
-        tree, sql, args = self._sql(name)
-        df = self.spark.sql(sql, args=args or None)
-        if isinstance(tree, exp.Insert):  # write_*: kept as a DataFrame in the target's contract
-            table = tree.this.this.name if isinstance(tree.this, exp.Schema) else tree.this.name
-            cols = [c.name for c in contract()[table]]
-            self.inserts[table] = df.toDF(*cols[: len(df.columns)]).localCheckpoint(eager=True)
-            return
-        self.materialise(tree.this.name, df)
-
-    def scalar(self, name: str) -> float:
-        _, sql, args = self._sql(name)
-        row = self.spark.sql(sql, args=args or None).collect()
+        sql = self._spark_sql(sqlglot.parse_one(text, read="duckdb"), f"labelmodel/{name}")
+        row = self.spark.sql(sql, args={n: self.params[n] for n in names} or None).collect()
         return float(row[0][0]) if row and row[0][0] is not None else 0.0
+
+    def execute(self, sql: str) -> None:
+        self._statement(sql, {}, "label model")
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        spark_sql = to_spark_sql(sql, what="label model", prefix=self.prefix)
+        return [tuple(r) for r in self.spark.sql(spark_sql, args=params or None).collect()]
+
+    def temp_table(self, name: str, column: str, sql_type: str, values: Sequence[Any]) -> None:
+        schema = f"`{column}` {_spark_type(sql_type.upper())}"
+        self._materialise(name, self.spark.createDataFrame([(v,) for v in values], schema), checkpoint=False)
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        types = {c.name: c.spark_type for c in contract()[table]}
+        schema = ", ".join(f"`{c}` {types[c]}" for c in row)
+        self.tables[table] = self.spark.createDataFrame([tuple(row.values())], schema)
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()  # nothing is written to the store; temp views are dropped by close()
 
     def close(self) -> None:
         for view, df in self.frames.items():
             self.spark.catalog.dropTempView(view)
             df.unpersist()
+        self.frames.clear()
 
 
-def label_model(
-    spark: SparkSession,
-    *,
-    model: str = "class_conditional",
-    abstain: str | None = None,
-    votes: str = "hard",
-    init: str = "majority",
-    class_prior: str = "fit",
-    fit_splits: Sequence[str] = ("train",),
-    teachers: Sequence[str] | None = None,
-    max_iter: int | None = None,
-    tol: float | None = None,
-    smoothing: float | None = None,
-    prior_smoothing: float | None = None,
-    run_id: int = 1,
-    store_posteriors: bool = True,
-    prefix: str = "kd_",
-) -> SparkLabelModel:
-    """Fit the Dawid–Skene label model of :func:`kdstore.labelmodel.fit_label_model` on Spark.
+def label_model(spark: SparkSession, *, prefix: str = "kd_", run_id: int | None = None, **options: Any) -> SparkLabelModel:
+    """Fit the Dawid–Skene label model on Spark: :func:`kdstore.labelmodel.fit_em` (the driver of
+    :func:`kdstore.labelmodel.fit_label_model`, same ``options`` and defaults from the registered
+    ``settings``) with a :class:`SparkExecutor`.
 
-    The tables must be registered (:func:`register_tables`, same ``prefix``); every option means
-    what it means there, defaults come from the registered ``settings``. The EM runs the same SQL
-    statements (``sql/labelmodel/*.sql``) transpiled to Spark SQL, one checkpointed temporary view
-    per statement, and stops by the same rule. ``run_id`` is the id the fit gets in the results
-    (pick one the store does not have before importing them).
+    The tables must be registered (:func:`register_tables`, same ``prefix``). ``run_id`` is the id
+    the fit gets in its rows (default: one more than the registered ``runs``; pick one the store
+    does not have before importing them).
     """
-    import time
+    from kdstore.labelmodel import fit_em
 
-    from kdstore import labelmodel as lm
-
-    lm._check_choice("model", model, lm.MODELS)
-    abstain = abstain or ("ignore" if model == "one_coin" else "observe")
-    lm._check_choice("abstain", abstain, lm.ABSTAIN_MODES)
-    lm._check_choice("votes", votes, lm.VOTE_MODES)
-    lm._check_choice("init", init, lm.INITS)
-    lm._check_choice("class_prior", class_prior, lm.CLASS_PRIORS)
-    if model == "one_coin" and abstain != "ignore":
-        raise SchemaError("the one-coin model needs abstain='ignore'", source="label_model")
-    splits = list(dict.fromkeys(fit_splits))
-    if not splits or any(x not in ("train", "valid", "test") for x in splits):
-        raise SchemaError(f"fit_splits must name train/valid/test splits; got {list(fit_splits)!r}", source="label_model")
-    q = functools.partial(_name, prefix=prefix, database=None)
-    settings = {str(r[0]): float(r[1]) for r in spark.sql(f"SELECT name, value FROM {q('settings')}").collect()}
-
-    def setting(name: str, value: float | None) -> float:
-        return float(settings[name]) if value is None else float(value)
-
-    n_iter = int(setting("label_model_max_iter", max_iter))
-    tolerance = setting("label_model_tol", tol)
-    alpha = setting("label_model_smoothing", smoothing)
-    beta = setting("label_model_prior_smoothing", prior_smoothing)
-    if n_iter < 1 or not (alpha > 0 and beta > 0) or not tolerance >= 0:
-        raise SchemaError("max_iter >= 1, smoothing > 0, prior_smoothing > 0 and tol >= 0 are needed", source="label_model")
-    voting = ", ".join(f"'{t}'" for t in lm.VOTING_TYPES)  # kdstore constants
-    rows = spark.sql(
-        f"SELECT teacher_id, name, output_type FROM {q('teachers')} WHERE teacher_id IN "
-        f"(SELECT teacher_id FROM {q('teacher_labels')}) ORDER BY teacher_id"
-    ).collect()
-    if teachers is None:
-        teacher_ids = [int(r[0]) for r in rows if r[2] in lm.VOTING_TYPES]
-    else:
-        by_name = {str(r[1]): (int(r[0]), str(r[2])) for r in rows}
-        for name in teachers:
-            if name not in by_name or by_name[name][1] not in lm.VOTING_TYPES:
-                raise SchemaError(f"unknown teacher {name!r} or not one of {voting}", source="label model teachers")
-        teacher_ids = sorted({by_name[n][0] for n in teachers})
-    if not teacher_ids:
-        raise SchemaError("no teachers with votes or class scores to fit", source="label_model")
-    k = spark.table(q("labels")).count()
-    if k < 2:
-        raise SchemaError(f"the label model needs at least 2 labels; the store has {k}", source="label_model")
-    started = time.perf_counter()
-    r = _SparkRunner(spark, {"abstain_rows": abstain != "ignore", "abstain_evidence": abstain == "observe",
-                             "alpha": alpha, "beta": beta, "k": k}, prefix)
+    ex = SparkExecutor(spark, prefix)
     try:
-        r.materialise("kd_lm_classes", spark.sql(f"SELECT label_id FROM {q('labels')}"))
-        r.materialise("kd_lm_selected", spark.createDataFrame([(t,) for t in teacher_ids], "teacher_id int"))
-        r.materialise("kd_lm_splits", spark.createDataFrame([(x,) for x in splits], "split string"))
-        for name in ("setup_teachers", "setup_symbols", "setup_n_symbols", "setup_correct"):
-            r.run(name)
-        if class_prior == "valid" or init == "valid":
-            n_gold = spark.sql(
-                f"SELECT COUNT(DISTINCT g.example_id) FROM {q('gold')} g JOIN {q('examples')} e USING (example_id) "
-                f"WHERE e.split = 'valid' AND g.label_id IN (SELECT label_id FROM kd_lm_classes)"
-            ).collect()[0][0]
-            if not n_gold:
-                raise SchemaError(f"init={init!r}, class_prior={class_prior!r} need gold labels on the valid split",
-                                  source="label_model")
-        if class_prior == "valid":
-            r.run("prior_valid")
-        elif class_prior == "uniform":
-            r.run("prior_uniform")
-        if init == "valid":
-            for name in ("setup_examples_gold", f"setup_obs_{votes}", "init_gold_q", "init_gold_r", "init_uniform_base"):
-                r.run(name)
-            lm._m_step(r, model, abstain, class_prior)  # type: ignore[arg-type]
-        r.run("setup_examples")
-        n_examples = r.frames["kd_lm_x"].count()
-        if n_examples == 0:
-            raise SchemaError(f"no examples in the fit splits {splits}", source="label_model")
-        r.run(f"setup_obs_{votes}")
-        r.run("setup_wsum")
-        if init == "valid":
-            lm._e_step(r)  # type: ignore[arg-type]
-        else:
-            for name in ("init_majority_q", "init_majority_r", "init_uniform_base"):
-                r.run(name)
-        trace: list[float] = []
-        converged = False
-        have_prev = init == "valid"
-        if have_prev:
-            r.run("keep_prev")
-            r.run("keep_prev_prior")
-        iterations = 0
-        for iterations in range(1, n_iter + 1):  # noqa: B007 (used after the loop)
-            lm._m_step(r, model, abstain, class_prior)  # type: ignore[arg-type]
-            trace.append(lm._e_step(r))  # type: ignore[arg-type]
-            if have_prev and r.scalar("change") < tolerance:
-                converged = True
-                break
-            r.run("keep_prev")
-            r.run("keep_prev_prior")
-            have_prev = True
-        r.params["run_id"] = int(run_id)
-        r.run("write_priors")
-        r.run("write_accuracy")
-        if store_posteriors:
-            r.run("write_posteriors")
+        result = fit_em(ex, run_id=run_id, **options)
     finally:
-        r.close()
-    return SparkLabelModel(
-        run_id=int(run_id), model=model, abstain=abstain, votes=votes, init=init, class_prior=class_prior,
-        iterations=iterations, converged=converged, log_likelihood=tuple(trace), n_examples=int(n_examples),
-        n_teachers=len(teacher_ids), seconds=time.perf_counter() - started,
-        params={"model": model, "abstain": abstain, "votes": votes, "init": init, "class_prior": class_prior,
-                "fit_splits": splits, "teachers": teacher_ids, "max_iter": n_iter, "tol": tolerance,
-                "smoothing": alpha, "prior_smoothing": beta},
-        priors=r.inserts["label_model_priors"], accuracy=r.inserts["label_model_accuracy"],
-        fit_posteriors=r.inserts.get("label_model_fit_posteriors"),
-    )
+        ex.close()
+    return SparkLabelModel(result=result, tables=dict(ex.tables))
+
+
+def write_label_model(fit: SparkLabelModel, path: str | Path, *, mode: str = "overwrite") -> None:
+    """Write a Spark fit's rows as ``kd`` tables under ``path`` (one Parquet folder per table, the
+    layout of :meth:`kdstore.Store.export_parquet`), for ``store.import_parquet(path, mode="append")``."""
+    out = Path(path)
+    for table, df in fit.tables.items():
+        df.write.mode(mode).parquet(str(out / table))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -885,6 +817,8 @@ def to_arrow(df: DataFrame) -> pa.Table:
 
 __all__ = [
     "Column",
+    "SparkExecutor",
+    "SparkLabelModel",
     "SparkView",
     "contract",
     "install_views",
@@ -894,5 +828,7 @@ __all__ = [
     "run_onnx_teacher",
     "spark_views",
     "to_arrow",
+    "to_spark_sql",
+    "write_label_model",
     "write_outputs",
 ]

@@ -63,12 +63,21 @@ def spark() -> Iterator[SparkSession]:
     session.stop()
 
 
+def build_small(store: kdstore.Store) -> None:
+    """The small store, plus a label no teacher has and a min_recall only some labels' teachers
+    reach: labels_without_expert gets a row for two of its reasons (with every label covered it is
+    empty and would test nothing)."""
+    smallstore.build(store, n=200)
+    store.add_labels(["orphan"])
+    store.settings.update(min_recall=0.81)
+
+
 @pytest.fixture(scope="module")
 def duck(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[kdstore.Store, Path]]:
     """The small store with its views installed in DuckDB, and its Parquet export."""
     with kdstore.connect() as store:
-        smallstore.build(store, n=200)
-        store.fit_label_model()  # so that kd.label_model_posteriors has rows to compare
+        build_small(store)
+        store.fit_label_model(model="one_coin")  # so kd.label_model_posteriors has rows
         for name, _ in ks._view_asts():
             from kdstore.store.schema import sql_dir
 
@@ -84,16 +93,7 @@ def installed(spark: SparkSession, duck: tuple[kdstore.Store, Path]) -> dict[str
     return ks.register_tables(spark, duck[1], cache=True)
 
 
-# Known open difference (issue 8, in progress): Spark's labels_without_expert rows differ from
-# DuckDB's on the small store; non-strict so the investigation is not hidden by a flaky pass.
-_KNOWN_DIFF = {"labels_without_expert"}
-
-
-@pytest.mark.parametrize(
-    "view",
-    [pytest.param(v, marks=pytest.mark.xfail(reason="open Spark/DuckDB difference", strict=False))
-     if v in _KNOWN_DIFF else v for v in VIEWS],
-)
+@pytest.mark.parametrize("view", VIEWS)
 def test_view_equals_duckdb(spark: SparkSession, duck: tuple[kdstore.Store, Path], installed: dict[str, str], view: str) -> None:
     # install_views(views=[v]) installs v and what it reads, so each view passes or fails on its own.
     name = ks.install_views(spark, views=[view])[-1]
@@ -229,3 +229,85 @@ def test_onnx_binding_errors_are_raised_before_any_job(spark: SparkSession,
         ks.run_onnx_teacher(spark, teachers[0], feats.drop("c3"), teacher_id=0)
     with pytest.raises(kdstore.SchemaError, match="no example_id column"):
         ks.run_onnx_teacher(spark, teachers[0], feats.drop("example_id"), teacher_id=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# label-free EM on Spark
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "max_iter", "tol"), [("one_coin", None, 1e-2), ("class_conditional", 2, None)])
+def test_label_model_on_spark_equals_duckdb(spark: SparkSession, installed: dict[str, str], tmp_path: Path,
+                                            model: str, max_iter: int | None, tol: float | None) -> None:
+    """The one EM driver (labelmodel.fit_em) on both engines. The one-coin fit runs to convergence
+    (tol 1e-2: 5 iterations here, each ~15 Spark jobs); the class-conditional one (observed abstains,
+    the longer statement set) for two iterations. Spark's fit, imported into a copy of the store,
+    equals the fit DuckDB made there."""
+    import json
+
+    with kdstore.connect() as store:
+        build_small(store)  # the store registered on Spark (`installed`)
+        local = store.fit_label_model(model=model, max_iter=max_iter, tol=tol)
+        fit = ks.label_model(spark, model=model, max_iter=max_iter, tol=tol, run_id=local.run_id + 1)
+        got = fit.result
+        assert got.run_id == local.run_id + 1
+        assert (got.iterations, got.converged, got.n_examples, got.n_teachers) == (
+            local.iterations, local.converged, local.n_examples, local.n_teachers)
+        assert local.converged == (max_iter is None) and local.n_examples > 0
+        np.testing.assert_allclose(got.log_likelihood, local.log_likelihood, rtol=1e-12)
+        ks.write_label_model(fit, tmp_path / "lm")
+        store.import_parquet(tmp_path / "lm", mode="append")
+        for table in ("label_model_priors", "label_model_accuracy", "label_model_fit_posteriors"):
+            def rows(run: int, table: str = table) -> Any:
+                return store.query(f"SELECT * EXCLUDE (run_id) FROM kd.{table} WHERE run_id = {run}")
+            assert rows(local.run_id).num_rows > 0
+            assert_same_rows(rows(local.run_id), rows(got.run_id), tol=1e-9, what=table)
+        lm_runs = store.query("SELECT * EXCLUDE (run_id, created_at, log_likelihood) FROM kd.label_model_runs "
+                              "ORDER BY run_id").to_pylist()
+        assert len(lm_runs) == 2 and lm_runs[0] == lm_runs[1]
+        runs = store.query("SELECT run_id, params, metrics FROM kd.runs WHERE kind = 'label_model' ORDER BY run_id").to_pylist()
+        assert [r["run_id"] for r in runs] == [local.run_id, got.run_id]
+        assert json.loads(runs[0]["params"]) == json.loads(runs[1]["params"])
+        m0, m1 = (json.loads(r["metrics"]) for r in runs)
+        assert (m0["iterations"], m0["converged"]) == (m1["iterations"], m1["converged"])
+        np.testing.assert_allclose(m1["log_likelihood"], m0["log_likelihood"], rtol=1e-12)
+
+
+def test_label_model_on_spark_checks_options(spark: SparkSession, installed: dict[str, str]) -> None:
+    """The driver's checks are the same on Spark (they are the same code)."""
+    with pytest.raises(kdstore.SchemaError, match="one-coin model needs abstain='ignore'"):
+        ks.label_model(spark, model="one_coin", abstain="observe")
+    with pytest.raises(kdstore.SchemaError, match="unknown teacher 'nope'"):
+        ks.label_model(spark, teachers=["nope"])
+
+
+@pytest.mark.slow
+def test_grouped_one_coin_em_on_spark(spark: SparkSession, tmp_path: Path) -> None:
+    """Vote teachers with every label: the driver picks the grouped one-coin steps (``*_oc_*.sql``,
+    bit masks of voters); Spark runs those too and gets DuckDB's fit."""
+    import pyarrow as pa
+
+    from kdstore import labelmodel as lm
+
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 3, 60)
+    votes = {f"v{j}": np.where(rng.random(60) < 0.2, -1, np.where(rng.random(60) < 0.7 - 0.1 * j, truth,
+                                                                   rng.integers(0, 3, 60))) for j in range(4)}
+    with kdstore.connect() as store:
+        store.add_labels(["a", "b", "c"])
+        store.add_examples(pa.table({"example_id": np.arange(60), "split": ["train"] * 60}))
+        store.ingest_votes(pa.table({"example_id": np.arange(60), **votes}))
+        store.export_parquet(tmp_path / "kd")
+        ks.register_tables(spark, tmp_path / "kd", prefix="kdg_")
+        local = store.fit_label_model(model="one_coin", tol=1e-2)
+        # the grouped path is what ran (the fit's temp tables are still there to ask)
+        assert lm._grouped_ok(lm._Runner(store), "one_coin", "hard", 3, 60, 1.0, 1.0)
+        fit = ks.label_model(spark, prefix="kdg_", model="one_coin", tol=1e-2, run_id=local.run_id + 1)
+        assert (fit.result.iterations, fit.result.converged) == (local.iterations, local.converged)
+        np.testing.assert_allclose(fit.result.log_likelihood, local.log_likelihood, rtol=1e-12)
+        ks.write_label_model(fit, tmp_path / "lm")
+        store.import_parquet(tmp_path / "lm", mode="append")
+        for table in ("label_model_accuracy", "label_model_fit_posteriors"):
+            def rows(run: int, table: str = table) -> Any:
+                return store.query(f"SELECT * EXCLUDE (run_id) FROM kd.{table} WHERE run_id = {run}")
+            assert rows(local.run_id).num_rows > 0
+            assert_same_rows(rows(local.run_id), rows(fit.result.run_id), tol=1e-9, what=table)
