@@ -293,6 +293,14 @@ def test_mixed_teacher_types(votes: str, model: str, abstain: str) -> None:
         assert set(view.column("split").to_pylist()) == {"train", "valid", "test"}
 
 
+@pytest.mark.parametrize("votes", [[[-1]], [[-1, -1], [-1, -1]]])
+def test_one_coin_with_no_vote_at_all_gives_the_prior(votes: list[list[int]]) -> None:
+    # found by the Hypothesis test below: the grouped one-coin path had nothing to group
+    with _votes_store(np.array(votes), n_classes=4) as store:
+        res = fit_label_model(store, model="one_coin", abstain="ignore", max_iter=30)
+        _compare(store, res, model="one_coin", abstain="ignore", max_iter=30)
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     votes=st.integers(1, 4).flatmap(lambda m: st.lists(st.lists(st.integers(-1, 2), min_size=m, max_size=m), min_size=1, max_size=12)),
