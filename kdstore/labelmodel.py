@@ -464,8 +464,6 @@ def _e_step(r: Executor) -> float:
 def _grouped_ok(r: Executor, model: str, votes: str, k: int, n: int, alpha: float, beta: float) -> bool:
     """Whether the grouped one-coin steps (``sql/labelmodel/*_oc_*.sql``) fit this problem.
 
-    There must be at least one observation on the fit examples.
-
     They need the one-coin model on hard votes from teachers that all have every label and no
     "none" symbol (so a vote touches exactly the voted label), at most 62 - log2(K) teachers (one bit
     each of a BIGINT mask * K + label rank), and |log-posterior| < 700 without a per-example shift: with Dirichlet smoothing a
@@ -480,12 +478,6 @@ def _grouped_ok(r: Executor, model: str, votes: str, k: int, n: int, alpha: floa
         {"k": k},
     )
     m, partial = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 1)
-    # no observation at all on the fit examples: the grouped steps have nothing to group (the
-    # general path gives the prior-only answer)
-    seen = r.rows("SELECT COUNT(*) FROM (SELECT 1 FROM kd.scores AS s JOIN kd_lm_x AS x ON x.example_id = s.example_id "
-                  "WHERE s.teacher_id IN (SELECT teacher_id FROM kd_lm_teachers) LIMIT 1) AS q")
-    if not seen or int(seen[0][0]) == 0:
-        return False
     n_gold = r.rows("SELECT COUNT(*) FROM kd.gold")
     size = max(n, int(n_gold[0][0]) if n_gold else 0) + 1
     bound = m * (np.log((size + alpha) / alpha) + np.log(k)) + np.log((size + beta * k) / beta)

@@ -1,8 +1,9 @@
 -- Grouped one-coin M-step class mass: m_k = b_k * R + sum over the pairs of label k of
--- (exp(u) - b_k rs) * sz, where R = rs * (sum of 1 / z) + the number of fit examples without a vote.
+-- (exp(u) - b_k rs) * sz, where R = rs * (sum of 1 / z) + the number of fit examples without a vote
+-- (no vote at all: no pairs, R = the number of fit examples).
 CREATE OR REPLACE TEMP TABLE kd_lm_mass AS
 WITH rs AS (
-    SELECT (SELECT MAX(rs) FROM kd_lm_u) * COALESCE(SUM(1.0 / z), 0.0) + (SELECT COUNT(*) FROM kd_lm_x) - COUNT(*) AS r
+    SELECT COALESCE((SELECT MAX(rs) FROM kd_lm_u), 0.0) * COALESCE(SUM(1.0 / z), 0.0) + (SELECT COUNT(*) FROM kd_lm_x) - COUNT(*) AS r
     FROM kd_lm_z
 ),
 excess AS (
