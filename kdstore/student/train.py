@@ -777,9 +777,9 @@ def _draw_masks(rng: np.random.Generator, n: int, cfg: TrainConfig, dt: np.dtype
 
 def _run_parts(pool: ThreadPoolExecutor | None, fn: Callable[..., float], args: list[tuple[Any, ...]]) -> float:
     """``fn(*a)`` for every ``a``: the first in this thread, the others in ``pool``; the sum of the results."""
-    futures = [pool.submit(fn, *a) for a in args[1:]] if pool is not None else []
     if pool is None:
         return float(sum(fn(*a) for a in args))
+    futures = [pool.submit(fn, *a) for a in args[1:]]
     total = fn(*args[0])
     return total + float(sum(f.result() for f in futures))
 
