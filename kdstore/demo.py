@@ -44,14 +44,12 @@ from kdstore.errors import ExportError, KdstoreError
 if TYPE_CHECKING:
     from kdstore.distill import DistillReport
     from kdstore.store.core import Store
-    from kdstore.teachers.run import RunReport
 
 #: Name of the feature source holding the pixels (64 float columns ``px00`` .. ``px63``).
 FEATURES = "digits"
 PIXELS = tuple(f"px{i:02d}" for i in range(64))
 #: The ONNX input every demo teacher declares: float32 pixels, shape [N, 64], raw values 0..16.
 INPUT_NAME = "pixels"
-INPUT_TYPE = "float32[N,64]"
 OUTPUT_NAME = "probabilities"
 LABELS = tuple(str(d) for d in range(10))
 #: Split fractions (per digit, so every split has every digit). The rest of the store is train.
@@ -368,33 +366,6 @@ def build_teachers(
 # ---------------------------------------------------------------------------------------------
 # the store
 # ---------------------------------------------------------------------------------------------
-def populate(store: Store, x: np.ndarray, y: np.ndarray, split: DemoSplit, teachers: Sequence[ExportedTeacher],
-             *, progress: bool | None = None) -> RunReport:
-    """Labels, examples, gold (valid + test only), pixel features and teachers, then their outputs.
-
-    The teachers are registered as :class:`~kdstore.teachers.OnnxTeacher` and run by
-    ``store.run_teachers`` over the pixel feature source (64 numeric columns feed the model's one
-    ``pixels`` [N, 64] input, in order).
-    """
-    store.add_labels(list(LABELS))
-    ids = np.concatenate([split.train, split.valid, split.test]).astype(np.int64)
-    names = ["train"] * split.train.size + ["valid"] * split.valid.size + ["test"] * split.test.size
-    store.add_examples(pa.table({"example_id": ids, "split": names}), progress=progress)
-    labeled = np.concatenate([split.valid, split.test]).astype(np.int64)
-    store.add_gold(pa.table({"example_id": labeled, "label": [LABELS[d] for d in y[labeled]]}), progress=progress)
-    order = np.sort(ids)
-    cols: dict[str, Any] = {"example_id": order}
-    cols.update({c: x[order, j] for j, c in enumerate(PIXELS)})
-    store.register_features(FEATURES, pa.table(cols), replace=True, progress=progress)
-    from kdstore.teachers import OnnxTeacher
-
-    for t in teachers:
-        store.teachers.add(OnnxTeacher(t.path.resolve(), name=t.spec.name, labels=[LABELS[d] for d in t.spec.labels],
-                                       output_type=t.spec.output_type, output=OUTPUT_NAME), replace=True)
-    report = store.run_teachers([t.spec.name for t in teachers], features=FEATURES, progress=progress)
-    return report
-
-
 #: The selection policies the demo distils with; the student with the best VALID accuracy is kept.
 POLICIES = ("trust", "experts", "best_per_label")
 #: The demo student's hyper-parameters. The library defaults (batch 512, 30 epochs) take ~2 Adam steps
