@@ -803,7 +803,7 @@ def distill(
     chosen = max(cfg.policies, key=lambda p: (valid_scores[p] if valid_scores[p] is not None else -1.0,
                                               -cfg.policies.index(p)))
     model = store.models.load(int(students[chosen]["model_id"]))
-    sha = hashlib.sha256(model.onnx).hexdigest()
+    sha = model.sha256
 
     # -- export ---------------------------------------------------------------------------------
     export_path = cfg.export_path
