@@ -58,14 +58,6 @@ print(json.dumps({"snorkel": snorkel.__version__, "summaries": out}))
 """
 
 
-def _ensure_views(store: kdstore.Store) -> None:
-    """Install the evaluation views (kdstore.sqlfiles, once main has it)."""
-    if store.one("SELECT count(*) FROM duckdb_views() WHERE schema_name = 'kd' AND view_name = 'teacher_summary'") == (0,):
-        from kdstore import sqlfiles  # type: ignore[attr-defined]
-
-        sqlfiles.install(store.con, sqlfiles.load_views())
-
-
 def main() -> None:
     names = sys.argv[1:] or SETS
     ours: dict[str, dict[str, Any]] = {}
@@ -75,7 +67,6 @@ def main() -> None:
             _, table = read_wrench(name, WRENCH)
             with kdstore.connect() as store:
                 ws = load_wrench(store, name, WRENCH)
-                _ensure_views(store)
                 lut = {lab: i for i, lab in enumerate(ws.label_ids)}
                 summary = store.query(
                     "SELECT t.name AS teacher, s.* FROM kd.teacher_summary s JOIN kd.teachers t USING (teacher_id)"

@@ -289,7 +289,6 @@ def fit_label_model(
                 fit_splits=fit_splits, teachers=teachers, max_iter=max_iter, tol=tol, smoothing=smoothing,
                 prior_smoothing=prior_smoothing, seed=seed, store_posteriors=store_posteriors,
             )
-            ensure_views(store)
         return result
     finally:
         store.run(f"SET perfect_ht_threshold = {perfect}")
@@ -504,13 +503,6 @@ def _next_run_id(r: Executor) -> int:
     return int(r.rows("SELECT COALESCE(MAX(run_id), 0) + 1 FROM kd.runs")[0][0])
 
 
-def ensure_views(store: Store) -> None:
-    """Install (or refresh) the label-model views (``sql/label_model_posteriors.sql``)."""
-    from kdstore.store.schema import sql_dir
-
-    store.run((Path(sql_dir()) / "label_model_posteriors.sql").read_text())
-
-
 def _latest_run(store: Store, run_id: int | None) -> int:
     if run_id is not None:
         row = store.one("SELECT run_id FROM kd.label_model_runs WHERE run_id = ?", [run_id])
@@ -580,7 +572,6 @@ def posteriors(store: Store, *, splits: Sequence[str] | None = None) -> pa.Table
     """Posteriors of the latest fit for every example of ``splits`` (default: all), from the
     ``label_model_posteriors`` view: columns ``example_id``, ``split``, ``label_id``, ``posterior``, ``run_id``."""
     _latest_run(store, None)
-    ensure_views(store)
     if splits is None:
         return store.query("SELECT * FROM kd.label_model_posteriors ORDER BY example_id, label_id")
     store.run("CREATE OR REPLACE TEMP TABLE kd_lm_want (split VARCHAR)")
@@ -627,7 +618,6 @@ __all__ = [
     "VOTE_MODES",
     "Executor",
     "LabelModelResult",
-    "ensure_views",
     "fit_em",
     "fit_label_model",
     "posteriors",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from kdstore.errors import KdstoreError, SchemaError
+from kdstore.errors import SchemaError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -103,17 +103,6 @@ def install_views(store: Store) -> None:
     with store.transaction():
         for name in VIEW_FILES:
             store.run((folder / f"{name}.sql").read_text())
-
-
-def _ensure_views(store: Store) -> None:
-    missing = store.one(
-        "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'kd' AND view_name IN (SELECT unnest(?::VARCHAR[]))",
-        [list(VIEW_FILES)],
-    )
-    if missing is None or int(missing[0]) != len(VIEW_FILES):
-        if store.read_only:
-            raise KdstoreError(f"{store.path} lacks the selection views; open it read-write once to install them")
-        install_views(store)
 
 
 def infer_task(store: Store) -> str:
@@ -208,7 +197,6 @@ def preview(store: Store, policy: Policy | str, *, split: str = "train", task: s
     p = _policy(policy)
     if split not in ("train", "test"):
         raise SchemaError(f"preview split must be 'train' or 'test', got {split!r}", source="select")
-    _ensure_views(store)
     from kdstore.trust import _arrow
 
     return _arrow(store, _targets_sql(p, _task(store, task)) + " ORDER BY 1, 2", [split])
@@ -261,7 +249,6 @@ def select(
     gw = float(store.settings["gold_weight"] if gold_weight is None else gold_weight)
     if gw != gw or gw < 0 or gw in (float("inf"),):
         raise SchemaError(f"gold_weight must be a finite number >= 0, got {gold_weight!r}", source="select")
-    _ensure_views(store)
     settings = store.settings.to_dict()
     with store.transaction():
         if run is None:

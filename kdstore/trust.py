@@ -131,9 +131,6 @@ def load(
     label_scores: Sequence[str] = (),
 ) -> TrustData:
     """Read decisions, valid gold and (optionally) a feature source and per-label score relations into dense arrays."""
-    from kdstore.select import _ensure_views
-
-    _ensure_views(store)
     ex = _arrow(store, "SELECT example_id, split FROM kd.examples ORDER BY example_id")
     example_ids = _np(ex, "example_id", np.int64)
     split = np.asarray(ex.column("split").to_pylist(), dtype=object)
