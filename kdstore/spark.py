@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from sqlglot import exp
 
     from kdstore.labelmodel import LabelModelResult
+    from kdstore.sqlfiles import ViewFile
 
 #: Tables every view needs; the others are created empty when absent.
 REQUIRED = ("labels", "examples", "gold", "teachers", "teacher_labels")
@@ -322,32 +323,14 @@ class SparkView:
 
 
 def _view_asts() -> list[tuple[str, exp.Expression]]:
-    """(name, parsed DuckDB CREATE VIEW) of every view file in ``sql/``, dependencies first."""
-    import graphlib
+    """(name, parsed DuckDB CREATE VIEW) of every view file in ``sql/``, dependencies first.
 
-    import sqlglot
-    from sqlglot import exp
+    The statements are :func:`kdstore.sqlfiles.load_views`' (parsed once, checked, ordered); callers copy
+    before they rewrite.
+    """
+    from kdstore.sqlfiles import load_views
 
-    from kdstore.store.schema import sql_dir
-
-    parsed: dict[str, exp.Expression] = {}
-    for path in sorted(sql_dir().glob("*.sql")):
-        try:
-            stmt = sqlglot.parse_one(path.read_text(), read="duckdb")
-        except sqlglot.errors.ParseError as e:
-            raise TranspileError(f"{path}: does not parse: {e}") from e
-        if not isinstance(stmt, exp.Create) or str(stmt.args.get("kind", "")).upper() != "VIEW":
-            raise TranspileError(f"{path}: expected one CREATE VIEW statement")
-        parsed[stmt.this.name] = stmt
-    deps = {
-        name: {t.name for t in stmt.expression.find_all(exp.Table) if t.db == "kd" and t.name in parsed and t.name != name}
-        for name, stmt in parsed.items()
-    }
-    try:
-        order = list(graphlib.TopologicalSorter(deps).static_order())
-    except graphlib.CycleError as e:
-        raise TranspileError(f"views depend on each other in a cycle: {e.args[1]}") from e
-    return [(n, parsed[n]) for n in order]
+    return [(v.name, v.statement) for v in load_views()]
 
 
 def _spark_fixes(tree: Any, view: str) -> exp.Expression:
@@ -377,14 +360,11 @@ def _spark_fixes(tree: Any, view: str) -> exp.Expression:
     return out
 
 
-def _spark_view(name: str, create: exp.Expression, *, prefix: str, database: str | None) -> SparkView:
-    from sqlglot import exp
-
-    body = _rename_kd(_spark_fixes(create.expression.copy(), name), prefix=prefix, database=database)
-    target = _name(name, prefix=prefix, database=database)
+def _spark_view(v: ViewFile, *, prefix: str, database: str | None) -> SparkView:
+    body = _rename_kd(_spark_fixes(v.query, v.name), prefix=prefix, database=database)  # fixes copy the tree
+    target = _name(v.name, prefix=prefix, database=database)
     verb = "CREATE OR REPLACE VIEW" if database else "CREATE OR REPLACE TEMPORARY VIEW"
-    deps = tuple(sorted({t.name for t in create.expression.find_all(exp.Table) if t.db == "kd"}))
-    return SparkView(name=name, depends_on=deps, sql=f"{verb} {target} AS {body.sql(dialect='spark')}")
+    return SparkView(name=v.name, depends_on=v.reads, sql=f"{verb} {target} AS {body.sql(dialect='spark')}")
 
 
 def spark_views(*, prefix: str = "kd_", database: str | None = None) -> list[SparkView]:
@@ -392,7 +372,9 @@ def spark_views(*, prefix: str = "kd_", database: str | None = None) -> list[Spa
 
     Raises :class:`TranspileError` when a view cannot keep its meaning in Spark SQL.
     """
-    return [_spark_view(name, create, prefix=prefix, database=database) for name, create in _view_asts()]
+    from kdstore.sqlfiles import load_views
+
+    return [_spark_view(v, prefix=prefix, database=database) for v in load_views()]
 
 
 def install_views(
