@@ -42,13 +42,7 @@ def cmd_views(args: argparse.Namespace) -> int:
         names = evaluate.installed_views(store)
         rows = []
         for name in names:
-            cols = [
-                str(r[0])
-                for r in store.execute(
-                    "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'kd' AND table_name = ? "
-                    "ORDER BY column_index", [name],
-                ).fetchall()
-            ]
+            cols = [c.name for c in sqlfiles.kd_columns(store, name)]
             rows.append({"view": name, "columns": cols, "grain": headers.get(name, {}).get("grain", "")})
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -140,31 +140,25 @@ def view(
 
 
 def _columns(store: Store, name: str) -> list[str]:
-    rows = store.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'kd' AND table_name = ? ORDER BY column_index",
-        [name],
-    ).fetchall()
-    return [str(r[0]) for r in rows]
+    from kdstore.sqlfiles import kd_columns
+
+    return [c.name for c in kd_columns(store, name)]
 
 
-def _teacher_ids(store: Store, teacher: str | Sequence[str]) -> list[int]:
-    names = [teacher] if isinstance(teacher, str) else list(teacher)
+#: How a teacher or label name is looked up (``kind`` of :func:`_ids`).
+_ID_SQL = {
+    "teacher": "SELECT teacher_id FROM kd.teachers WHERE name = ?",
+    "label": "SELECT label_id FROM kd.labels WHERE name = ?",
+}
+
+
+def _ids(store: Store, kind: str, names: str | Sequence[str]) -> list[int]:
+    """The ids of teacher or label ``names`` (one name or several); an unknown name is a KdstoreError."""
     ids = []
-    for n in names:
-        row = store.one("SELECT teacher_id FROM kd.teachers WHERE name = ?", [n])
+    for n in [names] if isinstance(names, str) else list(names):
+        row = store.one(_ID_SQL[kind], [n])
         if row is None:
-            raise KdstoreError(f"unknown teacher {n!r}")
-        ids.append(int(row[0]))
-    return ids
-
-
-def _label_ids(store: Store, label: str | Sequence[str]) -> list[int]:
-    names = [label] if isinstance(label, str) else list(label)
-    ids = []
-    for n in names:
-        row = store.one("SELECT label_id FROM kd.labels WHERE name = ?", [n])
-        if row is None:
-            raise KdstoreError(f"unknown label {n!r}")
+            raise KdstoreError(f"unknown {kind} {n!r}")
         ids.append(int(row[0]))
     return ids
 
@@ -174,9 +168,9 @@ def _filters(
 ) -> dict[str, Any]:
     where: dict[str, Any] = {}
     if teacher is not None:
-        where["teacher_id"] = _teacher_ids(store, teacher)
+        where["teacher_id"] = _ids(store, "teacher", teacher)
     if label is not None:
-        where["label_id"] = _label_ids(store, label)
+        where["label_id"] = _ids(store, "label", label)
     where.update({k: v for k, v in more.items() if v is not None})
     return where
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdstore.errors import SchemaError
+from kdstore.sqlfiles import kd_columns
 
 if TYPE_CHECKING:
     from kdstore.store.core import Store
@@ -354,11 +355,7 @@ def _load_table(store: Store, folder: Path, table: str, mode: str) -> int:
         have = dict(_columns(store, f"SELECT * FROM {read}"))
     except Exception as e:
         raise SchemaError(f"cannot read as Parquet: {e}", source=src) from e
-    want = store.execute(
-        "SELECT column_name, data_type, is_nullable, column_default IS NOT NULL FROM duckdb_columns() "
-        "WHERE schema_name = 'kd' AND table_name = ? AND database_name = current_database() ORDER BY column_index",
-        [table],
-    ).fetchall()
+    want = kd_columns(store, table)
     cols = []
     for name, typ, nullable, has_default in want:
         if name not in have:
@@ -409,12 +406,7 @@ def _load_features(store: Store, folder: Path, name: str) -> int:
 def _check_integrity(store: Store, changed: set[str]) -> None:
     """Check the final state around the changed tables; raise :class:`SchemaError` on the first problem."""
     all_tables = kd_tables(store)
-    cols = {
-        t: [str(r[0]) for r in store.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'kd' AND table_name = ? "
-            "AND database_name = current_database()", [t]).fetchall()]
-        for t in all_tables
-    }
+    cols = {t: [c.name for c in kd_columns(store, t)] for t in all_tables}
     for t in sorted(changed):
         for key in KEYS.get(t, ()):
             k = ", ".join(_ident(c) for c in key)

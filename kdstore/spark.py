@@ -121,16 +121,13 @@ def contract() -> dict[str, tuple[Column, ...]]:
     """The kd tables (and the ``outputs`` view) with their columns, read from the schema DDL."""
     import kdstore
     from kdstore.parquet_io import kd_tables
+    from kdstore.sqlfiles import kd_columns
 
     with kdstore.connect() as store:
         out = {}
         for t in [*kd_tables(store), "outputs"]:
-            rows = store.execute(
-                "SELECT column_name, data_type, is_nullable FROM duckdb_columns() "
-                "WHERE schema_name = 'kd' AND table_name = ? ORDER BY column_index", [t]
-            ).fetchall()
             # A view reports every column nullable; the long outputs contract has no NULLs.
-            out[t] = tuple(Column(str(n), str(ty), _spark_type(str(ty)), bool(nl) and t != "outputs") for n, ty, nl in rows)
+            out[t] = tuple(Column(c.name, c.type, _spark_type(c.type), c.nullable and t != "outputs") for c in kd_columns(store, t))
     return out
 
 

@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kdstore.errors import KdstoreError, SqlDependencyError, SqlFileError, TranspileError
 from kdstore.store.schema import sql_dir
@@ -39,6 +39,8 @@ from kdstore.store.schema import sql_dir
 if TYPE_CHECKING:
     import duckdb
     from sqlglot import exp
+
+    from kdstore.store.core import Store
 
 #: Schema every view is created in.
 VIEW_SCHEMA = "kd"
@@ -358,6 +360,33 @@ def catalog(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, dict[str, str
     return out
 
 
+class KdColumn(NamedTuple):
+    """One column of a ``kd`` table or view, as :func:`kd_columns` lists it."""
+
+    name: str
+    type: str
+    nullable: bool
+    has_default: bool
+
+
+def kd_columns(con: duckdb.DuckDBPyConnection | Store, relation: str) -> list[KdColumn]:
+    """The columns of the table or view ``kd.<relation>`` of the store's own database, in order
+    (empty when there is no such relation). ``con`` may be a :class:`~kdstore.Store` (its ``trace``
+    sees the query) or a DuckDB connection.
+
+    >>> import kdstore
+    >>> with kdstore.connect() as store:
+    ...     [c.name for c in kd_columns(store, "labels")]
+    ['label_id', 'name']
+    """
+    rows = con.execute(
+        "SELECT column_name, data_type, is_nullable, column_default IS NOT NULL FROM duckdb_columns() "
+        "WHERE schema_name = 'kd' AND table_name = ? AND database_name = current_database() ORDER BY column_index",
+        [relation],
+    ).fetchall()
+    return [KdColumn(str(n), str(t), bool(nl), bool(d)) for n, t, nl, d in rows]
+
+
 def _mapping_schema(cat: dict[str, dict[str, dict[str, str]]]) -> Any:
     from sqlglot.schema import MappingSchema
 
@@ -660,6 +689,7 @@ def transpile(views: ViewSet, dialect: str) -> str:
 __all__ = [
     "HEADER_KEYS",
     "VIEW_SCHEMA",
+    "KdColumn",
     "ViewFile",
     "ViewSet",
     "builtin_dir",
@@ -667,6 +697,7 @@ __all__ = [
     "check",
     "ensure_views",
     "install",
+    "kd_columns",
     "load_views",
     "parse_view_file",
     "portability_problems",

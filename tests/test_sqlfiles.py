@@ -197,6 +197,22 @@ def test_unknown_dialect() -> None:
         sqlfiles.transpile(sqlfiles.load_views(), "nosql")
 
 
+def test_kd_columns(tmp_path: Path) -> None:
+    """Columns of a kd table or view in order, with nullability and defaults, of the store's own database only."""
+    with kdstore.connect() as store:
+        ex = sqlfiles.kd_columns(store, "examples")
+        assert ex == [("example_id", "BIGINT", False, False), ("split", "VARCHAR", False, False), ("slice", "VARCHAR", True, False)]
+        assert sqlfiles.kd_columns(store.con, "examples") == ex
+        assert [c.name for c in sqlfiles.kd_columns(store, "label_metrics")][:4] == ["teacher_id", "teacher", "label_id", "label"]
+        assert any(c.has_default for c in sqlfiles.kd_columns(store, "runs"))
+        assert sqlfiles.kd_columns(store, "no_such_view") == []
+        other = tmp_path / "other.duckdb"
+        store.run(f"ATTACH '{other}' AS other")
+        store.run("CREATE SCHEMA other.kd")
+        store.run("CREATE TABLE other.kd.examples (x INTEGER)")
+        assert sqlfiles.kd_columns(store, "examples") == ex
+
+
 def test_spark_goldens() -> None:
     """tests/golden/spark/<view>.sql: the reviewed Spark SQL of every view.
     Regenerate with KDSTORE_UPDATE_GOLDEN=1 and review the diff."""

@@ -326,6 +326,8 @@ def test_evaluate_api(mstore: kdstore.Store) -> None:
             mstore.view("label_metrics", where={"nope": 1})
         with pytest.raises(kdstore.KdstoreError, match="unknown teacher 'ghost'"):
             mstore.evaluate.label_metrics(teacher="ghost")
+        with pytest.raises(kdstore.KdstoreError, match="unknown label 'ghost'"):
+            mstore.evaluate.label_metrics(teacher="cats", label=["dog", "ghost"])
 
 
 def test_view_execution_error_wraps_engine_failures(mstore: kdstore.Store) -> None:
