@@ -218,9 +218,11 @@ def export_parquet(
 
 def _copy(store: Store, select: str, folder: Path, *, partitioned: bool) -> int:
     folder.parent.mkdir(parents=True, exist_ok=True)
-    empty = store.one(f"SELECT count(*) = 0 FROM ({select})")
+    if partitioned:  # an empty result written partitioned leaves no file: write it unpartitioned
+        has_rows = store.one(f"SELECT EXISTS ({select})")
+        partitioned = bool(has_rows and has_rows[0])
     opts = f"FORMAT parquet, FILENAME_PATTERN 'part-{{i}}', ROW_GROUP_SIZE {_ROW_GROUP}"
-    if partitioned and not (empty and empty[0]):
+    if partitioned:
         opts += ", PARTITION_BY (teacher_id)"
     else:
         opts += f", FILE_SIZE_BYTES '{_FILE_SIZE}'"
@@ -369,12 +371,14 @@ def _load_table(store: Store, folder: Path, table: str, mode: str) -> int:
     if extra:
         raise SchemaError(f"unknown column (kd.{table} has {', '.join(w[0] for w in want)})", source=src, column=extra[0])
     col_list = ", ".join(_ident(c) for c in cols)
-    for name in cols:
-        nullable = next(w[2] for w in want if w[0] == name)
-        if not nullable:
-            bad = store.one(f"SELECT count(*) FROM {read} WHERE {_ident(name)} IS NULL")
-            if bad and bad[0]:
-                raise SchemaError(f"{bad[0]} null values in a NOT NULL column", source=src, column=name)
+    not_null = [w.name for w in want if not w.nullable and w.name in cols]
+    if not_null:  # one scan counts the NULLs of every NOT NULL column
+        counts = store.one(
+            "SELECT " + ", ".join(f"count(*) FILTER (WHERE {_ident(c)} IS NULL)" for c in not_null) + f" FROM {read}"
+        ) or ()
+        for name, bad in zip(not_null, counts, strict=False):
+            if bad:
+                raise SchemaError(f"{bad} null values in a NOT NULL column", source=src, column=name)
     upsert_key = _UPSERT.get(table) or (KEYS[table][0] if mode == "upsert" and table in KEYS else None)
     if mode == "upsert" and upsert_key is None:
         raise SchemaError(f"kd.{table} has no key to upsert by; use mode='append' or 'replace'", source=src)

@@ -80,6 +80,20 @@ def test_partitioned_by_teacher(tmp_path: Path) -> None:
         assert dump(s2)["scores"] == before["scores"]
 
 
+def test_partitioned_export_of_empty_tables(tmp_path: Path) -> None:
+    """An empty partitionable table is written unpartitioned (one file, no partition folders)."""
+    with kdstore.connect() as s:
+        s.add_labels(["a"])
+        res = s.export_parquet(tmp_path / "p", partition_by_teacher=True)
+    assert res.rows["scores"] == 0
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert manifest["tables"]["scores"]["partition_by"] == []
+    assert [p.name for p in (tmp_path / "p" / "scores").iterdir()] == ["part-0.parquet"]
+    with kdstore.connect() as s2:
+        s2.import_parquet(tmp_path / "p")
+        assert s2.one("SELECT count(*) FROM kd.labels") == (1,)
+
+
 def test_export_refuses_to_clobber(tmp_path: Path, store: kdstore.Store) -> None:
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
@@ -146,8 +160,12 @@ def small() -> Iterator[kdstore.Store]:
         (lambda t: t.drop_columns(["weight"]), "column 'weight': missing column"),
         (lambda t: t.append_column("oops", pa.array([1] * t.num_rows)), "column 'oops': unknown column"),
         (lambda t: t.set_column(6, "rule", pa.array([None] * t.num_rows, pa.string())), "null values in a NOT NULL column"),
+        # NULLs in two NOT NULL columns: the first of them in column order is named, with its count
+        (lambda t: t.set_column(3, "target", pa.array([None, None] + [0.5] * (t.num_rows - 2), pa.float64()))
+                    .set_column(6, "rule", pa.array([None] * t.num_rows, pa.string())),
+         "column 'target': 2 null values in a NOT NULL column"),
     ],
-    ids=["example", "label", "teacher", "type", "missing", "extra", "null"],
+    ids=["example", "label", "teacher", "type", "missing", "extra", "null", "two_nulls"],
 )
 def test_bad_import_leaves_store_unchanged(small: kdstore.Store, tmp_path: Path, mutate: Any, match: str) -> None:
     before = dump(small)
