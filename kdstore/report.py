@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import functools
 import html
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -359,19 +360,24 @@ def _teacher_metrics(store: Store) -> _Section:
     return _Section("teacher-metrics", "Teachers × labels: precision and recall (valid split)", "".join(body), True)
 
 
-def _experts(store: Store) -> _Section:
+def _label_experts(store: Store) -> Callable[[], list[dict[str, Any]]]:
+    """``kd.label_experts`` (every teacher of every label, qualifiers by rank), read at most once, when first asked."""
+    return functools.cache(lambda: _rows(store.query(
+        "SELECT label_id, teacher_id, teacher, metric_name, metric, support, rank, is_best, within_margin, qualifies "
+        "FROM kd.label_experts ORDER BY label_id, rank")))
+
+
+def _experts(store: Store, label_experts: Callable[[], list[dict[str, Any]]]) -> _Section:
     labels = _rows(store.query("SELECT label_id, name FROM kd.labels ORDER BY label_id"))
     if not labels:
         return _Section("experts", "Experts per label", _note("the store has no labels", "kdstore ingest STORE labels FILE"), False)
-    ex = _rows(store.query(
-        "SELECT label_id, teacher, metric_name, metric, support, rank, is_best, within_margin "
-        "FROM kd.label_experts WHERE qualifies ORDER BY label_id, rank"))
     why = {r["label_id"]: r for r in _rows(store.query("SELECT label_id, n_teachers, reason FROM kd.labels_without_expert"))}
-    n_have = {int(a): int(b) for a, b in store.execute(
-        "SELECT label_id, count(*) FROM kd.label_experts GROUP BY label_id").fetchall()}
+    n_have: dict[int, int] = {}
     by_label: dict[int, list[dict[str, Any]]] = {}
-    for r in ex:
-        by_label.setdefault(r["label_id"], []).append(r)
+    for r in label_experts():
+        n_have[r["label_id"]] = n_have.get(r["label_id"], 0) + 1
+        if r["qualifies"]:
+            by_label.setdefault(r["label_id"], []).append(r)
     rows = []
     for lab in labels:
         lid = lab["label_id"]
@@ -396,21 +402,24 @@ def _consensus(store: Store, views: set[str]) -> _Section:
     if not need <= views:
         return _Section("consensus", title, _note(f"views {', '.join(sorted(need - views))} missing",
                                                   "kdstore init STORE (opens it read-write and installs the views)"), False)
-    n = store.one("SELECT count(*) FROM kd.consensus")
-    if n is None or int(n[0]) == 0:
-        return _Section("consensus", title, _note("no teacher outputs on train or valid examples",
-                                                  "kdstore ingest STORE outputs ... (or kdstore run STORE)"), False)
-    hist = store.execute(
-        "SELECT floor(z * 4) / 4 AS b, count(*) FROM kd.consensus_z WHERE z IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
-    rel = store.execute(
+    # one pass over kd.consensus: all its rows (is there anything?) and the calibration bins of the valid ones
+    bins = store.execute(
         """
-        SELECT least(floor(c.mean * 10), 9) AS b, count(*) AS n, avg(c.mean) AS mean_score,
-               avg(CAST(g.example_id IS NOT NULL AS INTEGER)) AS frac_gold
+        SELECT least(floor(c.mean * 10), 9) AS b, count(e.example_id) AS n,
+               avg(c.mean) FILTER (WHERE e.example_id IS NOT NULL) AS mean_score,
+               avg(CAST(g.example_id IS NOT NULL AS INTEGER)) FILTER (WHERE e.example_id IS NOT NULL) AS frac_gold,
+               count(*) AS n_all
         FROM kd.consensus AS c
-        JOIN kd.examples AS e ON e.example_id = c.example_id AND e.split = 'valid'
+        LEFT JOIN kd.examples AS e ON e.example_id = c.example_id AND e.split = 'valid'
         LEFT JOIN kd.gold AS g ON g.example_id = c.example_id AND g.label_id = c.label_id
         GROUP BY 1 ORDER BY 1
         """).fetchall()
+    if not sum(int(r[4]) for r in bins):
+        return _Section("consensus", title, _note("no teacher outputs on train or valid examples",
+                                                  "kdstore ingest STORE outputs ... (or kdstore run STORE)"), False)
+    rel = [r[:4] for r in bins if r[1]]
+    hist = store.execute(
+        "SELECT floor(z * 4) / 4 AS b, count(*) FROM kd.consensus_z WHERE z IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall()
     fig = _figure(10.0, 3.6)
     a1, a2 = fig.subplots(1, 2)
     if hist:
@@ -615,7 +624,9 @@ def _student(store: Store, m: StudentModel | None) -> _Section:
     return _Section("student", title, "".join(parts), True)
 
 
-def _student_vs_teachers(store: Store, m: StudentModel | None, views: set[str]) -> _Section:
+def _student_vs_teachers(
+    store: Store, m: StudentModel | None, views: set[str], label_experts: Callable[[], list[dict[str, Any]]]
+) -> _Section:
     title = "Student vs teachers (test split)"
     if m is None:
         return _Section("student-vs-teachers", title, _note("no student in kd.models",
@@ -628,8 +639,7 @@ def _student_vs_teachers(store: Store, m: StudentModel | None, views: set[str]) 
     if "select_decisions" not in views:
         return _Section("student-vs-teachers", title, _note("view kd.select_decisions is missing", "kdstore init STORE"), False)
     scores = _rows(teacher_test_scores(store))
-    best_valid = {r["label_id"]: r["teacher_id"] for r in _rows(store.query(
-        "SELECT label_id, teacher_id FROM kd.label_experts WHERE is_best"))}
+    best_valid = {r["label_id"]: r["teacher_id"] for r in label_experts() if r["is_best"]}
     stu: dict[str, Any] = te["labels"]
     by_label: dict[str, list[dict[str, Any]]] = {}
     for r in scores:
@@ -701,17 +711,23 @@ code{background:#eef1f6;padding:1px 4px;border-radius:3px}details summary{cursor
 def render_html(store: Store, *, run: int | None = None, model: int | str | None = None, title: str | None = None) -> str:
     """The report as one HTML string (see :func:`write_report`)."""
     run_id, model_id = choose(store, run=run, model=model)
+    return _render(store, run_id, model_id, title)[0]
+
+
+def _render(store: Store, run_id: int | None, model_id: int | None, title: str | None) -> tuple[str, list[_Section]]:
+    """The page and its sections, for the run and model :func:`choose` picked; every view is read once."""
     m = store.models.load(model_id) if model_id is not None else None
     views = _views(store)
+    label_experts = _label_experts(store)
     sections = [
         _summary(store, run_id, model_id),
         _teacher_metrics(store),
-        _experts(store),
+        _experts(store, label_experts),
         _consensus(store, views),
         _trust(store, views),
         _distillation_set(store, run_id),
         _student(store, m),
-        _student_vs_teachers(store, m, views),
+        _student_vs_teachers(store, m, views, label_experts),
     ]
     assert tuple(s.id for s in sections) == SECTIONS
     from kdstore import __version__
@@ -730,7 +746,7 @@ def render_html(store: Store, *, run: int | None = None, model: int | str | None
         state = "available" if s.available else "missing"
         parts.append(f'<section id="{s.id}" class="{state}"><h2>{esc(s.title)}</h2>{s.body}</section>')
     parts.append("</main></body></html>\n")
-    return "\n".join(parts)
+    return "\n".join(parts), sections
 
 
 def write_report(
@@ -751,12 +767,12 @@ def write_report(
     Raises:
         KdstoreError: an unknown run or model.
     """
-    page = render_html(store, run=run, model=model, title=title)
+    run_id, model_id = choose(store, run=run, model=model)
+    page, sections = _render(store, run_id, model_id, title)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
-    run_id, model_id = choose(store, run=run, model=model)
-    available = {sid: f'<section id="{sid}" class="available">' in page for sid in SECTIONS}
+    available = {s.id: s.available for s in sections}
     return ReportResult(out, run_id, model_id, available, page.count('src="data:image/png;base64,'), len(page.encode()))
 
 

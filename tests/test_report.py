@@ -324,6 +324,24 @@ def test_choose_run_and_model(ro: kdstore.Store, built: tuple[Path, dict[str, in
         report.choose(ro, model="nope")
 
 
+def test_write_report_reads_each_view_once(built: tuple[Path, dict[str, int]], page: str, tmp_path: Path) -> None:
+    """write_report renders once: every view it reads is queried by one statement, and the page is render_html's."""
+    import re
+
+    log: list[str] = []
+    with kdstore.connect(built[0], read_only=True, trace=log.append) as store:
+        r = report.write_report(store, tmp_path / "r.html")
+    views = set(kdstore.sqlfiles.load_views().names())
+    read = [v for q in log for v in set(re.findall(r"kd\.(\w+)", q)) if v in views]
+    assert {"label_experts", "consensus", "consensus_z", "label_metrics"} <= set(read)
+    assert sorted(read) == sorted(set(read)), "a view read more than once"
+    stamp = re.compile(r"generated [^<]* by")
+    text = r.path.read_text(encoding="utf-8")
+    assert stamp.sub("", text) == stamp.sub("", page)
+    assert r.available == {k: f'<section id="{k}" class="available">' in text for k in report.SECTIONS}
+    assert all(r.available.values())
+
+
 @pytest.fixture(scope="module")
 def cli_report(built: tuple[Path, dict[str, int]], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """``kdstore report`` run once: (the file it wrote, what it printed)."""
