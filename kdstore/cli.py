@@ -31,20 +31,9 @@ def read_table(path: str, *, fmt: str | None = None) -> Any:
         return path
     if not p.exists():
         raise SchemaError("file not found", source=path)
-    import pyarrow.csv as pcsv
-    import pyarrow.json as pjson
+    from kdstore.sources import Named, read_file
 
-    from kdstore.sources import Named
-
-    try:
-        if fmt in ("csv", "tsv", "txt"):
-            opts = pcsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ",")
-            return Named(pcsv.read_csv(p, parse_options=opts), path)
-        if fmt in ("json", "jsonl", "ndjson"):
-            return Named(pjson.read_json(p), path)
-    except Exception as e:
-        raise SchemaError(f"cannot read as {fmt}: {e}", source=path) from e
-    raise SchemaError(f"unknown file type {fmt!r}: use .parquet, .csv, .tsv or .jsonl", source=path)
+    return Named(read_file(path, fmt=fmt), path)
 
 
 def _open(args: argparse.Namespace, *, read_only: bool = False) -> Any:

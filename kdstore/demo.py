@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from kdstore.distill import _f1
 from kdstore.errors import ExportError, KdstoreError
 
 if TYPE_CHECKING:
@@ -455,12 +456,6 @@ def _outputs(store: Store, split: str) -> tuple[np.ndarray, np.ndarray, dict[str
                 mat[pos] = [np.nan if v is None else v for v in s_lists[j]]
         out[str(name)] = (mat, digits)
     return ids, gold, out
-
-
-def _f1(pred: np.ndarray, true: np.ndarray) -> float:
-    tp = float(np.sum(pred & true))
-    denom = float(np.sum(pred) + np.sum(true))
-    return 2 * tp / denom if denom else 0.0
 
 
 def score_on_test_split(store: Store, roles: dict[str, str] | None = None) -> tuple[list[TeacherScore], float]:

@@ -38,6 +38,7 @@ import numpy as np
 
 from kdstore._progress import Progress
 from kdstore.errors import KdstoreError, SchemaError
+from kdstore.sources import read_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -115,11 +116,17 @@ def _err(key: str, msg: str, source: str) -> SchemaError:
     return SchemaError(f"config key {key!r}: {msg}", source=source, column=key)
 
 
-def _file(base: Path, value: Any, key: str, source: str) -> Path:
+def _path(base: Path, value: Any, key: str, source: str) -> Path:
+    """A path given in the config: text, ``~`` expanded, relative to ``base``."""
     if not isinstance(value, str) or not value:
         raise _err(key, f"must be a file path (text), got {value!r}", source)
     p = Path(value).expanduser()
-    p = p if p.is_absolute() else base / p
+    return p if p.is_absolute() else base / p
+
+
+def _file(base: Path, value: Any, key: str, source: str) -> Path:
+    """A config path to a file that must exist."""
+    p = _path(base, value, key, source)
     if not p.exists():
         raise _err(key, f"file not found: {p}", source)
     return p
@@ -162,12 +169,7 @@ def parse_config(raw: Mapping[str, Any], *, base: str | Path | None = None, sour
     name = raw.get("name", "distill")
     if not isinstance(name, str) or not name:
         raise _err("name", f"must be non-empty text, got {name!r}", source)
-    store_path = None
-    if "store" in raw:
-        if not isinstance(raw["store"], str) or not raw["store"]:
-            raise _err("store", f"must be a file path, got {raw['store']!r}", source)
-        sp = Path(raw["store"]).expanduser()
-        store_path = sp if sp.is_absolute() else root / sp
+    store_path = _path(root, raw["store"], "store", source) if "store" in raw else None
 
     data = raw.get("data", {})
     labels = _str_list(data["labels"], "data.labels", source) if "labels" in data else ()
@@ -273,10 +275,7 @@ def parse_config(raw: Mapping[str, Any], *, base: str | Path | None = None, sour
     ex = raw.get("export", {})
     export_path = None
     if "path" in ex:
-        if not isinstance(ex["path"], str) or not ex["path"]:
-            raise _err("export.path", f"must be a file path, got {ex['path']!r}", source)
-        ep = Path(ex["path"]).expanduser()
-        export_path = ep if ep.is_absolute() else root / ep
+        export_path = _path(root, ex["path"], "export.path", source)
         if not export_path.parent.exists():
             raise _err("export.path", f"folder not found: {export_path.parent}", source)
 
@@ -520,26 +519,6 @@ class _Runner:
 # ---------------------------------------------------------------------------------------------
 # stages
 # ---------------------------------------------------------------------------------------------
-def _read_file(path: Path) -> pa.Table:
-    """A Parquet / CSV / TSV / JSON-lines file as an Arrow table (copied into the store by the caller)."""
-    suffix = path.suffix.lower().lstrip(".")
-    try:
-        if suffix in ("parquet", "pq"):
-            import pyarrow.parquet as pq
-
-            return pq.read_table(path)
-        import pyarrow.csv as pcsv
-        import pyarrow.json as pjson
-
-        if suffix in ("csv", "tsv", "txt"):
-            return pcsv.read_csv(path, parse_options=pcsv.ParseOptions(delimiter="\t" if suffix == "tsv" else ","))
-        if suffix in ("json", "jsonl", "ndjson"):
-            return pjson.read_json(path)
-    except Exception as e:
-        raise SchemaError(f"cannot read as {suffix}: {e}", source=str(path)) from e
-    raise SchemaError(f"unknown file type {suffix!r}: use .parquet, .csv, .tsv or .jsonl", source=str(path))
-
-
 def _build_teacher(t: TeacherConfig) -> Teacher:
     from kdstore.teachers import HttpTeacher, OnnxTeacher, StoredTeacher
 
@@ -629,7 +608,7 @@ def distill(
     for key, p in (("data.examples", cfg.examples), ("data.gold", cfg.gold), ("features.path", cfg.features_path)):
         if p is not None:
             try:
-                file_tables[key] = _read_file(p)
+                file_tables[key] = read_file(p)
             except SchemaError as e:
                 raise _err(key, str(e), str(p)) from e
 
@@ -691,7 +670,7 @@ def distill(
                 continue
             if t.kind == "stored":
                 assert t.outputs is not None
-                teacher.ingest(store, _read_file(t.outputs), form=t.raw.get("form", "long"))  # type: ignore[attr-defined]
+                teacher.ingest(store, read_file(t.outputs), form=t.raw.get("form", "long"))  # type: ignore[attr-defined]
             else:
                 current = reg.info(t.name) if t.name in reg else None
                 if current is None or current.fingerprint != teacher.fingerprint() or current.kind != teacher.kind:
@@ -842,6 +821,7 @@ def distill(
 # the test-split summary (reporting only)
 # ---------------------------------------------------------------------------------------------
 def _f1(pred: np.ndarray, true: np.ndarray) -> float:
+    """F1 of boolean predictions against boolean truth (any shape; 0 when both are empty)."""
     tp = float(np.sum(pred & true))
     denom = float(np.sum(pred) + np.sum(true))
     return 2 * tp / denom if denom else 0.0

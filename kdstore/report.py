@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kdstore.errors import KdstoreError
+from kdstore.student.registry import _json
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -134,13 +135,6 @@ def _img(png: bytes, alt: str) -> str:
 
 def _rows(tbl: pa.Table) -> list[dict[str, Any]]:
     return tbl.to_pylist()  # type: ignore[no-any-return]
-
-
-def _json(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    out = json.loads(value) if isinstance(value, str) else value
-    return out if isinstance(out, dict) else {}
 
 
 def _ratio(a: float, b: float) -> float | None:

@@ -114,6 +114,31 @@ def open_source(obj: Any, con: duckdb.DuckDBPyConnection | None = None, *, name:
     )
 
 
+def read_file(path: str | Path, *, fmt: str | None = None) -> pa.Table:
+    """A Parquet, CSV, TSV or JSON-lines file as an Arrow table (``fmt`` defaults to the file's suffix).
+
+    Raises:
+        SchemaError: naming the file, when it cannot be read or its type is not one of these.
+    """
+    p = Path(path)
+    fmt = fmt or p.suffix.lower().lstrip(".")
+    try:
+        if fmt in ("parquet", "pq"):
+            import pyarrow.parquet as pq
+
+            return pq.read_table(p)
+        import pyarrow.csv as pcsv
+        import pyarrow.json as pjson
+
+        if fmt in ("csv", "tsv", "txt"):
+            return pcsv.read_csv(p, parse_options=pcsv.ParseOptions(delimiter="\t" if fmt == "tsv" else ","))
+        if fmt in ("json", "jsonl", "ndjson"):
+            return pjson.read_json(p)
+    except Exception as e:
+        raise SchemaError(f"cannot read as {fmt}: {e}", source=str(path)) from e
+    raise SchemaError(f"unknown file type {fmt!r}: use .parquet, .csv, .tsv or .jsonl", source=str(path))
+
+
 def _len(obj: Any) -> int | None:
     try:
         return len(obj)

@@ -5,6 +5,7 @@ beats every teacher and the naive average on the test split."""
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,22 @@ BAD_CONFIGS: list[tuple[str, Any, str]] = [
     ("unknown hyper-parameter", lambda r: r["student"].update(layers=3), "student.layers"),
     ("broken teacher model", None, "teachers[2]"),
 ]
+
+
+def test_config_paths_resolve_against_the_base_and_bad_ones_name_the_key(tmp_path: Path) -> None:
+    cfg = parse_config({"store": "a/s.duckdb", "export": {"path": "out.onnx"}}, base=tmp_path)
+    assert (cfg.store, cfg.export_path) == (tmp_path / "a" / "s.duckdb", tmp_path / "out.onnx")
+    assert parse_config({"store": "~/s.duckdb"}, base=tmp_path).store == Path("~/s.duckdb").expanduser()
+    assert parse_config({"store": str(tmp_path / "abs.duckdb")}, base=Path("/elsewhere")).store == tmp_path / "abs.duckdb"
+    for raw, key, msg in [
+        ({"store": 3}, "store", "must be a file path (text), got 3"),
+        ({"export": {"path": ""}}, "export.path", "must be a file path (text), got ''"),
+        ({"export": {"path": "nope/x.onnx"}}, "export.path", "folder not found"),
+        ({"data": {"gold": 5}}, "data.gold", "must be a file path (text), got 5"),
+        ({"data": {"gold": "missing.parquet"}}, "data.gold", "file not found"),
+    ]:
+        with pytest.raises(SchemaError, match=re.escape(f"config key '{key}': {msg}")):
+            parse_config(raw, base=tmp_path)
 
 
 @pytest.mark.parametrize(("what", "edit", "key"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])

@@ -368,3 +368,23 @@ def test_score_writer_nan_means_no_opinion(store: kdstore.Store) -> None:
         w.flush()
     assert stored(store, "onnx") == [(10, 0, 0.5), (30, 0, 0.25), (30, 1, 1.0)]
     assert w.rows_written == 2 and w.fingerprint().startswith("data:2:")
+
+
+def test_read_file_reads_every_supported_type_and_names_the_file_on_error(tmp_path: Path) -> None:
+    """sources.read_file (kdstore distill's data files, the CLI's CSV/JSON inputs): one reader for each type."""
+    from kdstore.sources import read_file
+
+    want = pa.table({"example_id": [1, 2], "label": ["cat", "dog"]})
+    pq.write_table(want, tmp_path / "a.parquet")
+    (tmp_path / "a.csv").write_text("example_id,label\n1,cat\n2,dog\n")
+    (tmp_path / "a.tsv").write_text("example_id\tlabel\n1\tcat\n2\tdog\n")
+    (tmp_path / "a.jsonl").write_text('{"example_id": 1, "label": "cat"}\n{"example_id": 2, "label": "dog"}\n')
+    for name in ("a.parquet", "a.csv", "a.tsv", "a.jsonl"):
+        assert read_file(tmp_path / name).equals(want), name
+    (tmp_path / "b.data").write_text("example_id,label\n1,cat\n2,dog\n")
+    assert read_file(tmp_path / "b.data", fmt="csv").equals(want)
+    with pytest.raises(SchemaError, match=r"b\.data.*unknown file type 'data'"):
+        read_file(tmp_path / "b.data")
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(SchemaError, match=r"bad\.parquet.*cannot read as parquet"):
+        read_file(tmp_path / "bad.parquet")

@@ -17,7 +17,6 @@ Rules (documented in docs/student.md):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from kdstore.errors import SchemaError
 from kdstore.student.features import arrow
+from kdstore.student.registry import _json
 
 if TYPE_CHECKING:
     from kdstore.store.core import Store
@@ -61,10 +61,7 @@ def run_info(store: Store, run_id: int, task: str | None = None) -> RunInfo:
     """The task and labels of ``run_id`` (see the module docstring for the rules)."""
     src = f"kd.targets run {run_id}"
     row = store.one("SELECT params FROM kd.runs WHERE run_id = ?", [run_id])
-    params: dict[str, Any] = {}
-    if row is not None and row[0] is not None:
-        loaded = json.loads(row[0]) if isinstance(row[0], str) else row[0]
-        params = loaded if isinstance(loaded, dict) else {}
+    params = _json(row[0]) if row is not None else {}
     labels = store.execute(
         """
         SELECT DISTINCT t.label_id, l.name

@@ -207,6 +207,7 @@ class Models:
 
 
 def _json(value: Any) -> dict[str, Any]:
+    """A JSON column (``kd.runs``/``kd.models`` params and metrics) as a dict; NULL or a non-object is ``{}``."""
     if value is None:
         return {}
     out = json.loads(value) if isinstance(value, str) else value
