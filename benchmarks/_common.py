@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -70,3 +72,22 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path,
     mp.write_text(markdown.rstrip() + f"\n\n---\ncommit {env['git_commit']} · {env['cpu']} · {env['cores']} cores · "
                   f"load {env['loadavg_1m']} · Python {env['python']} · {pk} · {env['utc']}\n")
     return jp, mp
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def row_names(results: dict[str, Any], sets: Sequence[str]) -> list[str]:
+    """The row names of every data set's results table, in first-seen order."""
+    names: list[str] = []
+    for s in sets:
+        for r in results["sets"][s]["rows"]:
+            if r not in names:
+                names.append(r)
+    return names

@@ -38,7 +38,6 @@ recomputes).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -49,6 +48,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import sha256
+
 ROOT = Path(__file__).resolve().parent
 MINILM = ROOT / ".cache" / "minilm"
 OUT = ROOT / ".cache" / "embeddings"
@@ -58,14 +60,6 @@ RELATION_SETS = ("semeval", "chemprot_partial")
 SPLITS = ("train", "valid", "test")
 #: bump when the columns or their meaning change: cached files of another format are recomputed
 CACHE_FORMAT = 2
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def wrench_dir() -> Path:

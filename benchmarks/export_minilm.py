@@ -31,7 +31,6 @@ batch, non-ASCII text and texts longer than 256 tokens (truncation).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -39,6 +38,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import sha256
 
 CACHE = Path(__file__).resolve().parent / ".cache" / "minilm"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -56,14 +58,6 @@ PARITY_TEXTS = [
     " ".join(["a long text that needs truncation"] * 80),  # > 256 tokens
     "FREE RING TONE just text POLYS to 87131. Then every week get a new tone. 0870737910216yrs only 1.50/wk.",
 ]
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def main() -> int:

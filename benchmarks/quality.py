@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import select_quality as sq
 import wrench_data as wd
-from _common import peak_rss_mb, write_results
+from _common import peak_rss_mb, row_names, write_results
 
 SEEDS = (0, 1, 2, 3, 4)
 FOLDS = 3
@@ -452,11 +452,7 @@ def markdown(results: dict[str, Any]) -> str:
         "| pipeline | " + " | ".join(f"{s} ({results['sets'][s]['metric']})" for s in sets) + " |",
         "|" + "---|" * (n_sets + 1),
     ]
-    names: list[str] = []
-    for s in sets:
-        for r in results["sets"][s]["rows"]:
-            if r not in names:
-                names.append(r)
+    names = row_names(results, sets)
 
     def cell(s: str, r: str) -> str:
         v = results["sets"][s]["rows"].get(r)

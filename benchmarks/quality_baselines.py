@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import wrench_data as wd
-from _common import peak_rss_mb, write_results
+from _common import peak_rss_mb, row_names, write_results
 
 SEEDS = (0, 1, 2, 3, 4)
 C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -145,11 +145,7 @@ def markdown(results: dict[str, Any]) -> str:
         head,
         "|" + "---|" * (len(sets) + 1),
     ]
-    names: list[str] = []
-    for s in sets:
-        for r in results["sets"][s]["rows"]:
-            if r not in names:
-                names.append(r)
+    names = row_names(results, sets)
 
     def cell(s: str, r: str) -> str:
         v = results["sets"][s]["rows"].get(r)

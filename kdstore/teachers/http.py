@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from kdstore.errors import TeacherError
-from kdstore.teachers.spec import TensorSpec, check_output_config, describe_signature
+from kdstore.teachers.spec import TensorSpec, check_output_config, describe_signature, input_map, session_outputs
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 FORMATS = ("json", "arrow")
@@ -102,9 +102,7 @@ class HttpTeacher:
         self.output_type = output_type
         self.scores = scores
         self.threshold = threshold
-        self.input_map: dict[str, str | list[str]] | None = (
-            {k: v if isinstance(v, str) else list(v) for k, v in inputs.items()} if inputs else None
-        )
+        self.input_map = input_map(inputs)
         self.format = format
         self.timeout = float(timeout)
         self.retries = int(retries)
@@ -288,9 +286,8 @@ class HttpSession:
 
     def __init__(self, teacher: HttpTeacher):
         self.teacher = teacher
-        self.score_output: str | None = None if teacher.output_type == "embedding" else teacher.output
-        self.embedding_output: str | None = teacher.output if teacher.output_type == "embedding" else teacher.embedding
-        self.names = list(dict.fromkeys(n for n in (self.score_output, self.embedding_output) if n is not None))
+        self.score_output, self.embedding_output, self.names = session_outputs(
+            teacher.output_type, teacher.output, teacher.embedding)
         self.client = _Client(teacher)
         self.pool = ThreadPoolExecutor(max_workers=teacher.max_concurrency, thread_name_prefix=f"kdstore-http-{teacher.name}")
 

@@ -17,7 +17,14 @@ import numpy as np
 
 from kdstore.errors import TeacherError
 from kdstore.teachers.safety import CheckedModel, load_model
-from kdstore.teachers.spec import TensorSpec, check_output_config, check_static_output, describe_signature
+from kdstore.teachers.spec import (
+    TensorSpec,
+    check_output_config,
+    check_static_output,
+    describe_signature,
+    input_map,
+    session_outputs,
+)
 
 #: Rows per ONNX Runtime call: big feature batches are cut so the layer activations stay in cache.
 CHUNK_ROWS = 2048
@@ -89,9 +96,7 @@ class OnnxTeacher:
         self.output_type = output_type
         self.scores = scores
         self.threshold = threshold
-        self.input_map: dict[str, str | list[str]] | None = (
-            {k: v if isinstance(v, str) else list(v) for k, v in inputs.items()} if inputs else None
-        )
+        self.input_map = input_map(inputs)
         self._output = output
         self._embedding = embedding
         self._checked: CheckedModel | None = None
@@ -220,10 +225,8 @@ class OnnxSession:
         checked = teacher.checked()
         model = onnx.ModelProto()
         model.CopyFrom(checked.model)
-        self.score_output: str | None = None if teacher.output_type == "embedding" else teacher.output
-        self.embedding_output: str | None = teacher.output if teacher.output_type == "embedding" else teacher.embedding
-        wanted = [n for n in (self.score_output, self.embedding_output) if n is not None]
-        self.names = list(dict.fromkeys(wanted))
+        self.score_output, self.embedding_output, self.names = session_outputs(
+            teacher.output_type, teacher.output, teacher.embedding)
         declared = {vi.name for vi in model.graph.output}
         missing = [n for n in self.names if n not in declared]
         if missing:

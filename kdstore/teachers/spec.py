@@ -421,6 +421,21 @@ def _check_sums(p: np.ndarray, teacher: str, output: str, ids: np.ndarray, toler
     )
 
 
+def input_map(inputs: Mapping[str, str | Sequence[str]] | None) -> dict[str, str | list[str]] | None:
+    """A teacher's ``inputs=`` as kept and stored: tensor -> feature column(s); None = bind by name."""
+    return {k: v if isinstance(v, str) else list(v) for k, v in inputs.items()} if inputs else None
+
+
+def session_outputs(output_type: str, output: str, embedding: str | None) -> tuple[str | None, str | None, list[str]]:
+    """The tensors a running teacher fetches: (its scores, its embedding, both names without repeats).
+
+    An embedding teacher's main output is its embedding and it has no scores.
+    """
+    score = None if output_type == "embedding" else output
+    emb = output if output_type == "embedding" else embedding
+    return score, emb, list(dict.fromkeys(n for n in (score, emb) if n is not None))
+
+
 def check_output_config(teacher: str, output_type: str, n_labels: int, mode: str) -> None:
     """Registration-time checks of a runnable teacher's output settings."""
     if output_type not in RUNNABLE_OUTPUT_TYPES:
@@ -465,4 +480,6 @@ __all__ = [
     "convert_scores",
     "describe_signature",
     "feature_column",
+    "input_map",
+    "session_outputs",
 ]
