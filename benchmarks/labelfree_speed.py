@@ -116,7 +116,15 @@ def child_kdstore(path: str, model: str, threads: int, memory_limit: str | None,
             return out
         return wrapper
 
+    run_sql = labelmodel._Runner.run_sql
+
+    def timed_sql(self: Any, name: str, sql: str) -> None:
+        t = time.perf_counter()
+        run_sql(self, name, sql)
+        steps.setdefault(name, []).append(time.perf_counter() - t)
+
     labelmodel._Runner.run, labelmodel._Runner.scalar = timed(run), timed(scalar)  # type: ignore[method-assign]
+    labelmodel._Runner.run_sql = timed_sql  # type: ignore[method-assign]
     with kdstore.connect(path) as store:
         store.run(f"SET threads = {int(threads)}")
         if memory_limit:

@@ -30,6 +30,16 @@ def _wide_ok(model: str, votes: str, k: int, m: int) -> bool:
             and k * m <= _WIDE_MAX_KM)
 
 
+def _wide_packing(m: int, k: int) -> tuple[int, int]:
+    """(base, teachers per key): a teacher's raw vote code (0 abstain, 1 none of its labels, output
+    index + 2) is a digit in base K + 2, and as many teachers as fit in 62 bits share one BIGINT key."""
+    base = k + 2
+    per_key = 1
+    while base ** (per_key + 1) < 2**62:
+        per_key += 1
+    return base, min(per_key, m)
+
+
 def _wide_sql(m: int, k: int) -> dict[str, str]:
     """The generated statements of the wide class-conditional path for ``m`` teachers and ``k`` classes.
 
@@ -38,9 +48,13 @@ def _wide_sql(m: int, k: int) -> dict[str, str]:
     are plain SQL that sqlglot transpiles like the files. Vote code ``v``: a label's column number
     ``k`` (``kd_lm_wrank``), -2 none of its labels, -1 abstain.
 
-    * ``setup_wide_votes`` -> ``kd_lm_wv``: one row per fit example, ``v<t>`` = teacher t's hard
-      vote (as ``setup_obs_hard.sql``) or -1;
-    * ``setup_wide_patterns`` -> ``kd_lm_wp``: the distinct vote patterns and their example counts;
+    * ``setup_wide_teachers`` -> ``kd_lm_wteach``: teacher column t (by teacher id), its key g and
+      digit weight ``wgt`` (:func:`_wide_packing`);
+    * ``setup_wide_votes`` -> ``kd_lm_wv``: one row per fit example, its teachers' hard votes (as
+      ``setup_obs_hard.sql``; a vote teacher's one-hot row is read by the position of its 1.0) packed
+      as digits into ``key<g>`` BIGINT columns (one SUM per example instead of M pivoted columns);
+    * ``setup_wide_patterns`` -> ``kd_lm_wp``: the distinct vote patterns, their example counts
+      ``cnt`` and the vote columns ``v<t>`` decoded from the keys (``kd_lm_wcode``);
     * ``init_wide_majority`` / ``estep_wide`` -> ``kd_lm_wn``: per pattern the posteriors (the
       majority-vote start, or log prior + the sum of the M teachers' log confusion entries,
       normalised by a log-sum-exp), aggregated in the same pass with GROUPING SETS into the counts
@@ -52,12 +66,14 @@ def _wide_sql(m: int, k: int) -> dict[str, str]:
       general path's M-step leaves them);
     * ``wide_posteriors`` / ``write_wide_posteriors``: the patterns' posteriors, joined back to the examples.
 
-    >>> print(_wide_sql(2, 2)["setup_wide_patterns"])
-    CREATE OR REPLACE TEMP TABLE kd_lm_wp AS
-    SELECT v0, v1, COUNT(*) AS cnt FROM kd_lm_wv GROUP BY v0, v1
+    >>> print(_wide_sql(2, 2)["init_wide_majority"].splitlines()[-1])
+    FROM q GROUP BY GROUPING SETS ((v0), (v1), ())
     """
     ts, ks = range(m), range(k)
+    base, per_key = _wide_packing(m, k)
+    gs = range((m + per_key - 1) // per_key)
     vs = ", ".join(f"v{t}" for t in ts)
+    keys = ", ".join(f"key{g}" for g in gs)
 
     def cols(fmt: str) -> str:
         return ", ".join(fmt.format(k=j) for j in ks)
@@ -66,6 +82,10 @@ def _wide_sql(m: int, k: int) -> dict[str, str]:
         whens = " ".join(f"WHEN {j} THEN {alias}.{prefix}{j}" for j in ks)
         return f"CASE {col} {whens} END"
 
+    def case_t(values: list[int], cast: str = "") -> str:
+        whens = " ".join(f"WHEN {t} THEN {f'CAST({v} AS {cast})' if cast else v}" for t, v in zip(ts, values, strict=True))
+        return f"CASE w.t {whens} END"
+
     def aggregate(q_cte: str) -> str:
         # one pass: per teacher column its counts by vote code, and the grand total (t = -1)
         sets = ", ".join(f"(v{t})" for t in ts)
@@ -73,57 +93,72 @@ def _wide_sql(m: int, k: int) -> dict[str, str]:
         return (
             f"CREATE OR REPLACE TEMP TABLE kd_lm_wn AS\n{q_cte}\n"
             f"SELECT CASE {which} ELSE -1 END AS t, COALESCE({vs}, 0) AS v, "
-            f"{cols('SUM(cnt * q{k}) AS n{k}')}, SUM(cnt * lse) AS ll\n"
+            f"{cols('SUM(w{k}) AS n{k}')}, SUM(wl) AS ll\n"
             f"FROM q GROUP BY GROUPING SETS ({sets}, ())"
         )
 
-    joins = "\n".join(f"JOIN kd_lm_wt AS t{t} ON t{t}.t = {t} AND t{t}.v = p.v{t}" for t in ts)
+    joins = "\n".join(f"    JOIN kd_lm_wt AS t{t} ON t{t}.t = {t} AND t{t}.v = p.v{t}" for t in ts)
     posterior_cte = (
         "WITH s AS (\n"
-        f"    SELECT p.cnt, {', '.join(f'p.v{t}' for t in ts)}, "
+        f"    SELECT p.cnt, {', '.join(f'p.key{g}' for g in gs)}, {', '.join(f'p.v{t}' for t in ts)}, "
         + ", ".join(f"pr.l{j} + " + " + ".join(f"t{t}.l{j}" for t in ts) + f" AS s{j}" for j in ks)
         + "\n    FROM kd_lm_wp AS p\n    JOIN kd_lm_wt AS pr ON pr.t = -1\n" + joins + "\n),\n"
         f"m AS (SELECT s.*, GREATEST({cols('s{k}')}) AS mx FROM s),\n"
-        f"z AS (SELECT m.*, m.mx + LN({' + '.join(f'EXP(s{j} - m.mx)' for j in ks)}) AS lse FROM m),\n"
-        f"q AS (SELECT cnt, {vs}, lse, {cols('EXP(s{k} - lse) AS q{k}')} FROM z)"
+        f"e AS (SELECT cnt, {keys}, {vs}, mx, {cols('EXP(s{k} - mx) AS e{k}')} FROM m),\n"
+        f"z AS (SELECT e.*, {' + '.join(f'e{j}' for j in ks)} AS z FROM e),\n"
+        # w<k> = cnt x the posterior of class k; wl = cnt x the pattern's log-likelihood
+        f"q AS (SELECT {keys}, {vs}, {cols('e{k} / z AS q{k}')}, {cols('cnt * e{k} / z AS w{k}')}, cnt * (mx + LN(z)) AS wl FROM z)"
     )
     counts = " + ".join(f"CASE WHEN v{t} = {{k}} THEN 1 ELSE 0 END" for t in ts)
     majority_cte = (
         f"WITH c AS (SELECT cnt, {vs}, {', '.join(counts.format(k=j) + f' AS c{j}' for j in ks)} FROM kd_lm_wp),\n"
         f"cv AS (SELECT c.*, {' + '.join(f'c{j}' for j in ks)} AS nv FROM c),\n"
-        f"q AS (SELECT cnt, {vs}, CAST(0.0 AS DOUBLE) AS lse, "
-        + cols("CASE WHEN nv > 0 THEN CAST(c{k} AS DOUBLE) / nv ELSE CAST(1.0 AS DOUBLE) / " + str(k) + " END AS q{k}") + " FROM cv)"
+        f"q AS (SELECT {vs}, CAST(0.0 AS DOUBLE) AS wl, "
+        + cols("cnt * CASE WHEN nv > 0 THEN CAST(c{k} AS DOUBLE) / nv ELSE CAST(1.0 AS DOUBLE) / " + str(k) + " END AS w{k}")
+        + " FROM cv)"
     )
-    pivots = "\n".join(f"    MAX(CASE WHEN o.t = {t} THEN o.v END) AS v{t}," for t in ts)
+    if len(gs) == 1:
+        sums = "CAST(SUM(o.c) AS BIGINT) AS key0"
+    else:
+        sums = ", ".join(f"CAST(SUM(CASE WHEN o.g = {g} THEN o.c ELSE 0 END) AS BIGINT) AS key{g}" for g in gs)
+    decode = ", ".join(f"CAST((p.key{t // per_key} // {base ** (t % per_key)}) % {base} AS INTEGER) AS c{t}" for t in ts)
+    code_joins = "\n".join(f"LEFT JOIN kd_lm_wcode AS m{t} ON m{t}.t = {t} AND m{t}.c = d.c{t}" for t in ts)
+    one = "CAST(1.0 AS FLOAT)"
     return {
+        "setup_wide_teachers": (
+            "CREATE OR REPLACE TEMP TABLE kd_lm_wteach AS\n"
+            "WITH w AS (\n"
+            "    SELECT teacher_id, output_type, threshold, has_none,\n"
+            "           CAST(ROW_NUMBER() OVER (ORDER BY teacher_id) - 1 AS INTEGER) AS t\n"
+            "    FROM kd_lm_teachers\n"
+            ")\n"
+            f"SELECT w.*, {case_t([t // per_key for t in ts])} AS g, "
+            f"{case_t([base ** (t % per_key) for t in ts], 'BIGINT')} AS wgt\nFROM w"
+        ),
         "setup_wide_votes": (
             "CREATE OR REPLACE TEMP TABLE kd_lm_wv AS\n"
-            "WITH top AS (\n"
-            "    SELECT s.teacher_id, s.example_id,\n"
-            "           array_position(s.scores, list_max(s.scores)) - 1 AS output_index,\n"
-            "           list_max(s.scores) AS score\n"
+            "WITH o AS (\n"
+            "    SELECT s.example_id, w.g,\n"
+            "           w.wgt * CASE\n"
+            f"               WHEN w.output_type = 'vote' AND array_position(s.scores, {one}) > 0\n"
+            f"                   THEN array_position(s.scores, {one}) + 1\n"
+            "               WHEN list_max(s.scores) IS NULL THEN 0\n"
+            "               WHEN w.has_none AND list_max(s.scores) < w.threshold THEN 1\n"
+            "               ELSE array_position(s.scores, list_max(s.scores)) + 1 END AS c\n"
             "    FROM kd.scores AS s\n"
-            "    JOIN kd_lm_teachers AS t ON t.teacher_id = s.teacher_id\n"
-            "    JOIN kd_lm_x AS x ON x.example_id = s.example_id\n"
+            "    JOIN kd_lm_wteach AS w ON w.teacher_id = s.teacher_id\n"
             "),\n"
-            "o AS (\n"
-            "    SELECT top.example_id, w.t,\n"
-            "           CASE WHEN t.has_none AND top.score < t.threshold THEN -2 ELSE r.k END AS v\n"
-            "    FROM top\n"
-            "    JOIN kd_lm_teachers AS t ON t.teacher_id = top.teacher_id\n"
-            "    JOIN kd_lm_wteach AS w ON w.teacher_id = top.teacher_id\n"
-            "    JOIN kd.teacher_labels AS tl ON tl.teacher_id = top.teacher_id AND tl.output_index = top.output_index\n"
-            "    JOIN kd_lm_wrank AS r ON r.label_id = tl.label_id\n"
-            "    WHERE top.score IS NOT NULL\n"
-            "),\n"
-            "g AS (\n"
-            "    SELECT o.example_id,\n" + pivots.rstrip(",") + "\n"
-            "    FROM o GROUP BY o.example_id\n"
-            ")\n"
-            f"SELECT x.example_id, {', '.join(f'COALESCE(g.v{t}, -1) AS v{t}' for t in ts)}\n"
+            f"g AS (SELECT o.example_id, {sums} FROM o GROUP BY o.example_id)\n"
+            f"SELECT x.example_id, {', '.join(f'COALESCE(g.key{g}, 0) AS key{g}' for g in gs)}\n"
             "FROM kd_lm_x AS x LEFT JOIN g ON g.example_id = x.example_id"
         ),
-        "setup_wide_patterns": f"CREATE OR REPLACE TEMP TABLE kd_lm_wp AS\nSELECT {vs}, COUNT(*) AS cnt FROM kd_lm_wv GROUP BY {vs}",
+        "setup_wide_patterns": (
+            "CREATE OR REPLACE TEMP TABLE kd_lm_wp AS\n"
+            f"WITH p AS (SELECT {keys}, COUNT(*) AS cnt FROM kd_lm_wv GROUP BY {keys}),\n"
+            f"d AS (SELECT p.*, {decode} FROM p)\n"
+            f"SELECT d.cnt, {', '.join(f'd.key{g}' for g in gs)}, {', '.join(f'COALESCE(m{t}.v, -1) AS v{t}' for t in ts)}\n"
+            f"FROM d\n{code_joins}"
+        ),
         "init_wide_majority": aggregate(majority_cte),
         "estep_wide_params": (
             "CREATE OR REPLACE TEMP TABLE kd_lm_wt AS\n"
@@ -140,12 +175,12 @@ def _wide_sql(m: int, k: int) -> dict[str, str]:
             f"SELECT r.label_id, {pick('n', 'n', 'r.k')} AS m\n"
             "FROM kd_lm_wrank AS r\nCROSS JOIN (SELECT * FROM kd_lm_wn WHERE t = -1) AS n"
         ),
-        "wide_posteriors": f"CREATE OR REPLACE TEMP TABLE kd_lm_wq AS\n{posterior_cte}\nSELECT {vs}, {cols('q{k}')} FROM q",
+        "wide_posteriors": f"CREATE OR REPLACE TEMP TABLE kd_lm_wq AS\n{posterior_cte}\nSELECT {keys}, {cols('q{k}')} FROM q",
         "write_wide_posteriors": (
             "INSERT INTO kd.label_model_fit_posteriors\n"
             f"SELECT $run_id, w.example_id, r.label_id, {pick('q', 'q', 'r.k')} AS posterior\n"
             "FROM kd_lm_wv AS w\n"
-            f"JOIN kd_lm_wq AS q ON {' AND '.join(f'q.v{t} = w.v{t}' for t in ts)}\n"
+            f"JOIN kd_lm_wq AS q ON {' AND '.join(f'q.key{g} = w.key{g}' for g in gs)}\n"
             "CROSS JOIN kd_lm_wrank AS r"
         ),
     }
@@ -153,7 +188,9 @@ def _wide_sql(m: int, k: int) -> dict[str, str]:
 
 def _wide_setup(r: Executor, m: int, k: int) -> dict[str, str]:
     sql = _wide_sql(m, k)
-    for name in ("setup_wide_teachers", "setup_wide_ranks", "setup_wide_symbols"):
+    r.run("setup_wide_ranks")
+    r.run_sql("setup_wide_teachers", sql["setup_wide_teachers"])
+    for name in ("setup_wide_symbols", "setup_wide_codes"):
         r.run(name)
     for name in ("setup_wide_votes", "setup_wide_patterns"):
         r.run_sql(name, sql[name])
