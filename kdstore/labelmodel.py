@@ -24,7 +24,10 @@ sparse: only the labels some output gives evidence for have a row; the others st
 distribution times a per-example factor. It stops when no parameter moves more than ``tol``, or
 after ``max_iter`` iterations (defaults from ``kd.settings``). The one-coin model on hard votes of
 teachers that have every label runs grouped steps (``sql/labelmodel/*_oc_*.sql``): one row per
-example x voted label holding the mask of its voters, and per-(mask, label) sums; same fit.
+example x voted label holding the mask of its voters, and per-(mask, label) sums; same fit. The
+class-conditional model on hard votes of at most 32 teachers and 64 classes runs wide steps
+(:mod:`kdstore.labelmodel_wide`): the votes pivoted to one row per example, the EM over the
+distinct vote patterns, one generated statement per E-step (with the M-step's counts); same fit.
 
 An example no teacher covers gets the *base* distribution: the class prior (``"ignore"``,
 ``"propensity"``), or the prior times P(every teacher abstains | label), normalised (``"observe"``).
