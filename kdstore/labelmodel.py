@@ -421,7 +421,8 @@ def fit_em(
         if init == "valid":
             e_step(r)
         elif wide:
-            r.run_sql("init_wide_majority", wide_sql["init_wide_majority"])
+            for name in ("init_wide_onehot", "init_wide_majority"):
+                r.run_sql(name, wide_sql[name])
         elif grouped:
             for name in ("init_uniform_base", "init_oc_u", "init_oc_z"):
                 r.run(name)

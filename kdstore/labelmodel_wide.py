@@ -55,6 +55,7 @@ def _wide_sql(m: int, k: int) -> dict[str, str]:
       as digits into ``key<g>`` BIGINT columns (one SUM per example instead of M pivoted columns);
     * ``setup_wide_patterns`` -> ``kd_lm_wp``: the distinct vote patterns, their example counts
       ``cnt`` and the vote columns ``v<t>`` decoded from the keys (``kd_lm_wcode``);
+    * ``init_wide_onehot`` -> ``kd_lm_wone``: per teacher x vote code, 1 in the voted class's column;
     * ``init_wide_majority`` / ``estep_wide`` -> ``kd_lm_wn``: per pattern the posteriors (the
       majority-vote start, or log prior + the sum of the M teachers' log confusion entries,
       normalised by a log-sum-exp), aggregated in the same pass with GROUPING SETS into the counts
@@ -107,11 +108,16 @@ def _wide_sql(m: int, k: int) -> dict[str, str]:
         f"e AS (SELECT cnt, {keys}, {vs}, mx, {cols('EXP(s{k} - mx) AS e{k}')} FROM m),\n"
         f"z AS (SELECT e.*, {' + '.join(f'e{j}' for j in ks)} AS z FROM e),\n"
         # w<k> = cnt x the posterior of class k; wl = cnt x the pattern's log-likelihood
-        f"q AS (SELECT {keys}, {vs}, {cols('e{k} / z AS q{k}')}, {cols('cnt * e{k} / z AS w{k}')}, cnt * (mx + LN(z)) AS wl FROM z)"
+        "q AS (SELECT {out} FROM z)"
     )
-    counts = " + ".join(f"CASE WHEN v{t} = {{k}} THEN 1 ELSE 0 END" for t in ts)
+    # the E-step keeps only what it sums (its CTE is materialised for the grouping sets)
+    estep_cte = posterior_cte.format(out=f"{vs}, {cols('cnt * e{k} / z AS w{k}')}, cnt * (mx + LN(z)) AS wl")
+    posterior_cte = posterior_cte.format(out=f"{keys}, {cols('e{k} / z AS q{k}')}")
+    # majority start: c<k> = the pattern's votes for class k, by the same joins with a one-hot table
     majority_cte = (
-        f"WITH c AS (SELECT cnt, {vs}, {', '.join(counts.format(k=j) + f' AS c{j}' for j in ks)} FROM kd_lm_wp),\n"
+        f"WITH c AS (\n    SELECT p.cnt, {', '.join(f'p.v{t}' for t in ts)}, "
+        + ", ".join(" + ".join(f"t{t}.l{j}" for t in ts) + f" AS c{j}" for j in ks)
+        + "\n    FROM kd_lm_wp AS p\n" + joins.replace("kd_lm_wt", "kd_lm_wone") + "\n),\n"
         f"cv AS (SELECT c.*, {' + '.join(f'c{j}' for j in ks)} AS nv FROM c),\n"
         f"q AS (SELECT {vs}, CAST(0.0 AS DOUBLE) AS wl, "
         + cols("cnt * CASE WHEN nv > 0 THEN CAST(c{k} AS DOUBLE) / nv ELSE CAST(1.0 AS DOUBLE) / " + str(k) + " END AS w{k}")
@@ -159,12 +165,17 @@ def _wide_sql(m: int, k: int) -> dict[str, str]:
             f"SELECT d.cnt, {', '.join(f'd.key{g}' for g in gs)}, {', '.join(f'COALESCE(m{t}.v, -1) AS v{t}' for t in ts)}\n"
             f"FROM d\n{code_joins}"
         ),
+        "init_wide_onehot": (
+            "CREATE OR REPLACE TEMP TABLE kd_lm_wone AS\n"
+            "WITH tv AS (SELECT t, v FROM kd_lm_wsym UNION SELECT t, -1 AS v FROM kd_lm_wteach)\n"
+            f"SELECT t, v, {cols('CASE WHEN v = {k} THEN 1 ELSE 0 END AS l{k}')} FROM tv"
+        ),
         "init_wide_majority": aggregate(majority_cte),
         "estep_wide_params": (
             "CREATE OR REPLACE TEMP TABLE kd_lm_wt AS\n"
             f"SELECT t, v, {cols('MAX(CASE WHEN k = {k} THEN lp END) AS l{k}')} FROM kd_lm_wlp GROUP BY t, v"
         ),
-        "estep_wide": aggregate(posterior_cte),
+        "estep_wide": aggregate(estep_cte),
         "mstep_wide_counts": (
             "CREATE OR REPLACE TEMP TABLE kd_lm_n AS\n"
             f"SELECT s.teacher_id, r.label_id, s.voted, COALESCE({pick('n', 'n', 'r.k')}, 0.0) AS n\n"
