@@ -51,7 +51,8 @@ def _wide_sql(m: int, k: int) -> dict[str, str]:
     * ``setup_wide_teachers`` -> ``kd_lm_wteach``: teacher column t (by teacher id), its key g and
       digit weight ``wgt`` (:func:`_wide_packing`);
     * ``setup_wide_votes`` -> ``kd_lm_wv``: one row per fit example, its teachers' hard votes (as
-      ``setup_obs_hard.sql``; a vote teacher's one-hot row is read by the position of its 1.0) packed
+      ``setup_obs_hard.sql``; a vote teacher's one-hot row is read by the position of its 1.0, its
+      top score: ingest checks that a vote row has exactly one 1.0 and 0 or nothing elsewhere) packed
       as digits into ``key<g>`` BIGINT columns (one SUM per example instead of M pivoted columns);
     * ``setup_wide_patterns`` -> ``kd_lm_wp``: the distinct vote patterns, their example counts
       ``cnt`` and the vote columns ``v<t>`` decoded from the keys (``kd_lm_wcode``);
