@@ -24,7 +24,10 @@ sparse: only the labels some output gives evidence for have a row; the others st
 distribution times a per-example factor. It stops when no parameter moves more than ``tol``, or
 after ``max_iter`` iterations (defaults from ``kd.settings``). The one-coin model on hard votes of
 teachers that have every label runs grouped steps (``sql/labelmodel/*_oc_*.sql``): one row per
-example x voted label holding the mask of its voters, and per-(mask, label) sums; same fit.
+example x voted label holding the mask of its voters, and per-(mask, label) sums; same fit. The
+class-conditional model on hard votes of at most 32 teachers and 64 classes runs wide steps
+(:mod:`kdstore.labelmodel_wide`): the votes pivoted to one row per example, the EM over the
+distinct vote patterns, one generated statement per E-step (with the M-step's counts); same fit.
 
 An example no teacher covers gets the *base* distribution: the class prior (``"ignore"``,
 ``"propensity"``), or the prior times P(every teacher abstains | label), normalised (``"observe"``).
@@ -60,6 +63,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from kdstore.errors import KdstoreError, SchemaError
+from kdstore.labelmodel_wide import _e_step_wide, _m_step_wide, _wide_ok, _wide_setup
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -110,14 +114,19 @@ class LabelModelResult:
     seconds: float
 
 
+def _params_of(text: str) -> tuple[str, ...]:
+    """The names of the ``$name`` parameters of a statement (outside ``--`` comments)."""
+    code = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+    return tuple(dict.fromkeys(_PARAM.findall(code)))
+
+
 @cache
 def _template(name: str) -> tuple[str, tuple[str, ...]]:
     """The text of ``sql/labelmodel/<name>.sql`` and the names of its bound parameters."""
     from kdstore.store.schema import sql_dir
 
     text = (Path(sql_dir()) / "labelmodel" / f"{name}.sql").read_text()
-    code = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
-    return text, tuple(dict.fromkeys(_PARAM.findall(code)))
+    return text, _params_of(text)
 
 
 def statement(name: str) -> str:
@@ -137,6 +146,11 @@ class Executor(Protocol):
 
     def run(self, name: str) -> None:
         """Run statement ``sql/labelmodel/<name>.sql`` with its parameters from ``params``."""
+
+    def run_sql(self, name: str, sql: str) -> None:
+        """Run generated statement ``sql`` (DuckDB SQL, ``$name`` parameters from ``params``) like a
+        ``sql/labelmodel`` file; ``name`` says which in errors and traces (the wide steps' statements,
+        whose columns depend on the problem's size)."""
 
     def scalar(self, name: str) -> float:
         """The value of query ``sql/labelmodel/<name>.sql`` (0.0 when NULL or no row)."""
@@ -167,6 +181,10 @@ class _Runner:
     def run(self, name: str) -> None:
         text, names = _template(name)
         self.store.run(text, {n: self.params[n] for n in names} if names else None)
+
+    def run_sql(self, name: str, sql: str) -> None:
+        names = _params_of(sql)
+        self.store.run(sql, {n: self.params[n] for n in names} if names else None)
 
     def scalar(self, name: str) -> float:
         text, names = _template(name)
@@ -382,15 +400,28 @@ def fit_em(
         if n_examples == 0:
             raise SchemaError(f"no examples in the fit splits {splits}", source="fit_label_model")
         grouped = _grouped_ok(r, model, votes, k, n_examples, alpha, beta)
+        wide = not grouped and _wide_ok(model, votes, k, len(teacher_ids))
+        wide_sql: dict[str, str] = {}
         if grouped:
             for name in ("setup_oc_bits", "setup_oc_groups", "setup_oc_patterns", "setup_oc_members", "setup_oc_wsum"):
                 r.run(name)
+        elif wide:
+            wide_sql = _wide_setup(r, len(teacher_ids), k)
         else:
             r.run(f"setup_obs_{votes}")
             r.run("setup_wsum")
         m_step, e_step = (_m_step_grouped, _e_step_grouped) if grouped else (_m_step, _e_step)
+        if wide:
+            def m_step(r: Executor, model: str, abstain: str, class_prior: str) -> None:
+                _m_step_wide(r, wide_sql, class_prior)
+
+            def e_step(r: Executor) -> float:
+                return _e_step_wide(r, wide_sql)
         if init == "valid":
             e_step(r)
+        elif wide:
+            for name in ("init_wide_onehot", "init_wide_majority"):
+                r.run_sql(name, wide_sql[name])
         elif grouped:
             for name in ("init_uniform_base", "init_oc_u", "init_oc_z"):
                 r.run(name)
@@ -433,7 +464,10 @@ def fit_em(
         })
         r.run("write_priors")
         r.run("write_accuracy")
-        if store_posteriors:
+        if store_posteriors and wide:
+            r.run_sql("wide_posteriors", wide_sql["wide_posteriors"])
+            r.run_sql("write_wide_posteriors", wide_sql["write_wide_posteriors"])
+        elif store_posteriors:
             r.run("write_oc_posteriors" if grouped else "write_posteriors")
     return LabelModelResult(
         run_id=run_id, model=model, abstain=abstain, votes=votes, init=init, class_prior=class_prior,

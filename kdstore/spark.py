@@ -539,6 +539,11 @@ class SparkExecutor:
         text, names = _template(name)
         self._statement(text, {n: self.params[n] for n in names}, f"labelmodel/{name}")
 
+    def run_sql(self, name: str, sql: str) -> None:
+        from kdstore.labelmodel import _params_of
+
+        self._statement(sql, {n: self.params[n] for n in _params_of(sql)}, f"labelmodel/{name}")
+
     def scalar(self, name: str) -> float:
         import sqlglot
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -312,6 +314,150 @@ def test_hypothesis_sql_equals_numpy(votes: list[list[int]], model: str, observe
     with _votes_store(np.array(votes), n_classes=4) as store:  # label 3: nobody votes for it
         res = fit_label_model(store, model=model, abstain=abstain, max_iter=30)
         _compare(store, res, model=model, abstain=abstain, max_iter=30)
+
+
+# ---------------------------------------------------------------------------------------------
+# wide class-conditional path (kdstore/labelmodel_wide.py) == general path == NumPy oracle
+# ---------------------------------------------------------------------------------------------
+def _used_wide(store: kdstore.Store) -> bool:
+    row = store.one("SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = 'kd_lm_wp'")
+    return row is not None and row[0] == 1
+
+
+def _fit_both_paths(build: Callable[[], kdstore.Store], **options: Any) -> dict[bool, tuple[Any, ...]]:
+    """Fit on a fresh store from ``build`` with the wide steps and with the general ones forced;
+    the wide fit is also checked against the NumPy oracle (``_compare``)."""
+    fits: dict[bool, tuple[Any, ...]] = {}
+    for wide in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            if not wide:
+                mp.setattr(labelmodel, "_wide_ok", lambda *a: False)
+            with build() as store:
+                res = fit_label_model(store, **options)
+                assert _used_wide(store) == wide
+                if wide:
+                    splits = tuple(options.get("fit_splits", ("train",)))
+                    _compare(store, res, model="class_conditional", abstain=options["abstain"],
+                             init=options.get("init", "majority"), class_prior=options.get("class_prior", "fit"),
+                             max_iter=options.get("max_iter", 100), splits=splits)
+                fits[wide] = (res, *(store.query(sql, [res.run_id]).column(-1).to_numpy() for sql in (
+                    "SELECT teacher_id, true_label_id, voted_label_id, prob FROM kd.label_model_accuracy WHERE run_id = ? ORDER BY ALL",
+                    "SELECT label_id, prior FROM kd.label_model_priors WHERE run_id = ? ORDER BY ALL",
+                    "SELECT example_id, label_id, posterior FROM kd.label_model_fit_posteriors WHERE run_id = ? ORDER BY ALL",
+                )))
+    return fits
+
+
+def _assert_same_fit(fits: dict[bool, tuple[Any, ...]]) -> None:
+    (a, *wide), (b, *general) = fits[True], fits[False]
+    assert (a.iterations, a.converged, a.n_examples, a.n_teachers) == (b.iterations, b.converged, b.n_examples, b.n_teachers)
+    for got, want in zip(wide, general, strict=True):
+        assert got.shape == want.shape and got.size > 0
+        np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=1e-12)
+
+
+def _grid_store() -> kdstore.Store:
+    rng = np.random.default_rng(11)
+    n = 60
+    y = rng.integers(0, 4, n)
+    votes = np.stack([np.where(rng.random(n) < acc, y, rng.integers(0, 4, n)) for acc in (0.9, 0.75, 0.5, 0.8, 0.6)], axis=1)
+    votes[rng.random(votes.shape) < 0.3] = -1
+    votes[3] = -1  # an example nobody covers
+    votes[votes == 3] = 2  # label 3: nobody votes for it
+    return _votes_store(votes, n_classes=4, splits=["train"] * 45 + ["valid"] * 15, gold={i: int(y[i]) for i in range(45, 60)})
+
+
+@pytest.mark.parametrize(("abstain", "init", "class_prior"), [
+    ("ignore", "majority", "fit"),
+    ("observe", "majority", "fit"),
+    ("propensity", "majority", "uniform"),
+    ("observe", "valid", "valid"),
+    ("ignore", "valid", "fit"),
+    ("propensity", "valid", "fit"),
+])
+def test_wide_path_equals_general_path_and_oracle(abstain: str, init: str, class_prior: str) -> None:
+    for max_iter in (1, 200):
+        fits = _fit_both_paths(_grid_store, model="class_conditional", abstain=abstain, init=init,
+                               class_prior=class_prior, max_iter=max_iter)
+        _assert_same_fit(fits)
+    assert fits[True][0].converged and fits[True][0].iterations > 2
+
+
+@pytest.mark.parametrize("abstain", ["observe", "propensity"])
+def test_wide_path_on_mixed_teacher_types(abstain: str) -> None:
+    """Vote, multiclass (3 of 4 labels, ties, NULL elements) and binary teachers (a 'none' symbol -2)."""
+    _assert_same_fit(_fit_both_paths(lambda: _mixed_store(2), model="class_conditional", abstain=abstain,
+                                     fit_splits=("train", "valid"), max_iter=20))
+
+
+def test_wide_path_by_hand() -> None:
+    """Five examples, four vote patterns; one E-step after the majority start, written as fractions."""
+    votes = np.array([[0, 0], [0, 0], [1, 1], [0, 1], [-1, 1]])
+    with _votes_store(votes, n_classes=2) as store:
+        res = fit_label_model(store, model="class_conditional", abstain="ignore", max_iter=1, smoothing=1.0)
+        assert _used_wide(store)
+        patterns = sorted(store.con.execute("SELECT v0, v1, cnt FROM kd_lm_wp").fetchall())
+        assert patterns == [(-1, 1, 1), (0, 0, 2), (0, 1, 1), (1, 1, 1)]
+        # majority start: q = [1,0], [1,0], [0,1], [1/2,1/2], [0,1]; a (id 0) votes 0,0,1,0 on e0..e3,
+        # b votes 0,0,1,1,1. n(a, k, v) with one pseudo-count per symbol: theta(a, 0, .) = (5/2+1, 0+1) / (5/2+2)
+        th = {(t, k, v): Fraction(n + 1) / (sum(row) + 2) for (t, k), row in {
+            (0, 0): (Fraction(5, 2), Fraction(0)), (0, 1): (Fraction(1, 2), Fraction(1)),
+            (1, 0): (Fraction(2), Fraction(1, 2)), (1, 1): (Fraction(0), Fraction(5, 2)),
+        }.items() for v, n in enumerate(row)}
+        prior = [(Fraction(5, 2) + 1) / 7, (Fraction(5, 2) + 1) / 7]
+        got = {(t, k, v): p for t, k, v, p in store.con.execute(
+            "SELECT teacher_id, true_label_id, voted_label_id, prob FROM kd.label_model_accuracy WHERE run_id = ?", [res.run_id]
+        ).fetchall()}
+        for key, want in th.items():
+            assert got[key] == pytest.approx(float(want), abs=1e-12)
+
+        def joint(va: int, vb: int) -> list[Fraction]:  # P(k, votes), an abstain (-1) says nothing
+            return [prior[k] * (th[(0, k, va)] if va >= 0 else 1) * th[(1, k, vb)] for k in (0, 1)]
+
+        post = store.query("SELECT example_id, label_id, posterior FROM kd.label_model_fit_posteriors WHERE run_id = ? ORDER BY ALL",
+                           [res.run_id]).column("posterior").to_numpy().reshape(5, 2)
+        ll = 0.0
+        for e, (va, vb) in enumerate(votes):
+            pj = joint(int(va), int(vb))
+            ll += float(np.log(float(sum(pj))))
+            assert post[e] == pytest.approx([float(p / sum(pj)) for p in pj], abs=1e-12)
+        assert res.log_likelihood[0] == pytest.approx(ll, abs=1e-12)
+
+
+def test_wide_ok_limits() -> None:
+    ok = labelmodel._wide_ok
+    assert ok("class_conditional", "hard", 64, 16) and ok("class_conditional", "hard", 32, 32)
+    assert ok("class_conditional", "hard", 2, 1)
+    assert not ok("class_conditional", "hard", 65, 2)  # too many classes
+    assert not ok("class_conditional", "hard", 2, 33)  # too many teachers
+    assert not ok("class_conditional", "hard", 40, 26)  # K x M = 1040 > 1024
+    assert not ok("class_conditional", "soft", 4, 4) and not ok("one_coin", "hard", 4, 4)
+
+
+def test_wide_keys_pack_many_teachers() -> None:
+    """32 teachers of 30 classes take 3 BIGINT keys (12 base-32 digits each); the fit equals the general one."""
+    from kdstore.labelmodel_wide import _wide_packing
+
+    assert _wide_packing(32, 30) == (32, 12) and 32**12 < 2**62 <= 32**13
+    rng = np.random.default_rng(5)
+    n, m, k = 40, 32, 30
+    y = rng.integers(0, k, n)
+    votes = np.where(rng.random((n, m)) < 0.7, y[:, None], rng.integers(0, k, (n, m)))
+    votes[rng.random(votes.shape) < 0.2] = -1
+    votes[:, 0] = k - 1  # the top digit of every key is in use
+    _assert_same_fit(_fit_both_paths(lambda: _votes_store(votes, n_classes=k), model="class_conditional",
+                                     abstain="observe", max_iter=3))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    votes=st.integers(1, 4).flatmap(lambda m: st.lists(st.lists(st.integers(-1, 2), min_size=m, max_size=m), min_size=1, max_size=12)),
+    abstain=st.sampled_from(["ignore", "observe", "propensity"]),
+)
+def test_hypothesis_wide_equals_general(votes: list[list[int]], abstain: str) -> None:
+    _assert_same_fit(_fit_both_paths(lambda: _votes_store(np.array(votes), n_classes=4), model="class_conditional",
+                                     abstain=abstain, max_iter=30))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -241,12 +241,16 @@ def test_label_model_on_spark_equals_duckdb(spark: SparkSession, installed: dict
     """The one EM driver (labelmodel.fit_em) on both engines. The one-coin fit runs to convergence
     (tol 1e-2: 5 iterations here, each ~15 Spark jobs); the class-conditional one (observed abstains,
     the longer statement set) for two iterations. Spark's fit, imported into a copy of the store,
-    equals the fit DuckDB made there."""
+    equals the fit DuckDB made there. The class-conditional fit runs the wide steps (generated
+    statements, ``Executor.run_sql``)."""
     import json
 
     with kdstore.connect() as store:
         build_small(store)  # the store registered on Spark (`installed`)
         local = store.fit_label_model(model=model, max_iter=max_iter, tol=tol)
+        # hard class-conditional votes take the wide steps (kdstore/labelmodel_wide.py) on both engines
+        wide = store.one("SELECT COUNT(*) FROM duckdb_tables() WHERE table_name = 'kd_lm_wp'")
+        assert wide == ((1,) if model == "class_conditional" else (0,))
         fit = ks.label_model(spark, model=model, max_iter=max_iter, tol=tol, run_id=local.run_id + 1)
         got = fit.result
         assert got.run_id == local.run_id + 1
