@@ -324,7 +324,11 @@ def markdown(results: dict[str, Any]) -> str:
         for key, r in tp["rows"].items():
             lines.append(f"| {key} | {_pm(r['with_word'])} | {_pm(r['without_word'])} | "
                          f"{r['without_word']['mean'] - r['with_word']['mean']:+.2f} |")
-    lines.append(f"\nRuntime {results['seconds']:.0f} s, peak RSS {results['peak_rss_mb']:.0f} MB.")
+    resumed = results.get("resumed", [])
+    lines.append(f"\nRuntime {results['seconds']:.0f} s, peak RSS {results['peak_rss_mb']:.0f} MB"
+                 + (f" (gold rows of {', '.join(resumed)} reused from an earlier run's checkpoint: "
+                    + ", ".join(f"{s} {results['sets'][s]['seconds']:.0f} s" for s in resumed) + ")" if resumed else "")
+                 + ".")
     return "\n".join(lines)
 
 
@@ -359,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = CKPT / f"ceiling_{name}_{len(seeds)}seeds.json"
         if args.resume and ckpt.exists():
             results["sets"][name] = json.loads(ckpt.read_text())
+            results.setdefault("resumed", []).append(name)
             log(f"{name}: resumed from {ckpt}")
             continue
         log(f"{name} ...")
