@@ -8,7 +8,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -68,10 +68,25 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path,
     payload = {"benchmark": name, "env": env, **data}
     jp, mp = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
     jp.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    pk = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
-    mp.write_text(markdown.rstrip() + f"\n\n---\ncommit {env['git_commit']} · {env['cpu']} · {env['cores']} cores · "
-                  f"load {env['loadavg_1m']} · Python {env['python']} · {pk} · {env['utc']}\n")
+    mp.write_text(markdown.rstrip() + _footer(env))
     return jp, mp
+
+
+def _footer(env: dict[str, Any]) -> str:
+    pk = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    return (f"\n\n---\ncommit {env['git_commit']} · {env['cpu']} · {env['cores']} cores · load {env['loadavg_1m']} · "
+            f"Python {env['python']} · {pk} · {env['utc']}\n")
+
+
+def rerender(name: str, markdown: Callable[[dict[str, Any]], str]) -> Path:
+    """Rewrite ``results/<name>.md`` from ``results/<name>.json`` (no re-run): same numbers and run footer,
+    plus the commit of the code that rendered it."""
+    jp, mp = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    data = json.loads(jp.read_text())
+    now = env_info()
+    mp.write_text(markdown(data).rstrip() + _footer(data["env"]).rstrip("\n")
+                  + f" · re-rendered from {jp.name} by commit {now['git_commit']} at {now['utc']}\n")
+    return mp
 
 
 def sha256(path: Path) -> str:

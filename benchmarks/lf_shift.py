@@ -109,26 +109,32 @@ def read_rules(name: str, n_lfs: int) -> list[tuple[int, str]] | None:
     return rules
 
 
+def split_texts(name: str, file: str, ids: Any) -> list[str]:
+    """``data.text`` of the examples ``ids`` (WRENCH keys, in order) of one split file of a set."""
+    data = json.loads((wd.wrench_dir() / name / f"{file}.json").read_text())
+    return [str(data[str(i)]["data"]["text"]) for i in ids]
+
+
+def apply_rules(rules: list[tuple[int, str]], texts: list[str]) -> np.ndarray:
+    """The rules re-applied to the texts: votes [n, n_rules], the rule's class where ``re.search`` fires, else -1."""
+    compiled = [(c, re.compile(rx)) for c, rx in rules]
+    fired = np.full((len(texts), len(rules)), -1, np.int64)
+    for i, t in enumerate(texts):
+        for j, (c, rx) in enumerate(compiled):
+            if rx.search(t):
+                fired[i, j] = c
+    return fired
+
+
 def rule_check(name: str, ws: wd.WrenchSet, rules: list[tuple[int, str]]) -> dict[str, Any]:
     """Stored votes vs the README's rules re-applied to each split's texts (see the module docstring)."""
-    root = wd.wrench_dir() / name
-    compiled = [(c, re.compile(rx)) for c, rx in rules]
     out: dict[str, Any] = {}
-    texts: dict[str, list[str]] = {}
-    for sp in SPLITS:
-        s = getattr(ws, sp)
-        data = json.loads((root / f"{s.file}.json").read_text())
-        texts[sp] = [str(data[str(i)]["data"]["text"]) for i in s.ids]
+    texts = {sp: split_texts(name, getattr(ws, sp).file, getattr(ws, sp).ids) for sp in SPLITS}
     for sp in SPLITS:
         s = getattr(ws, sp)
         res: dict[str, Any] = {}
         for form, f in TEXT_FORMS.items():
-            fired = np.full(s.votes.shape, -1, np.int64)
-            for i, t in enumerate(texts[sp]):
-                tt = f(t)
-                for j, (c, rx) in enumerate(compiled):
-                    if rx.search(tt):
-                        fired[i, j] = c
+            fired = apply_rules(rules, [f(t) for t in texts[sp]])
             stored = s.votes >= 0
             fire = fired >= 0
             both = int((stored & fire & (s.votes == fired)).sum())

@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import select_quality as sq
 import wrench_data as wd
-from _common import peak_rss_mb, row_names, write_results
+from _common import peak_rss_mb, rerender, row_names, write_results
 
 SEEDS = (0, 1, 2, 3, 4)
 FOLDS = 3
@@ -138,13 +138,17 @@ def _dist(tbl: Any, n: int, k: int, offset: int, value: str, weight: str | None)
     return y, np.where(cov, w, 0.0), cov
 
 
-def kdstore_sources(name: str, k: int) -> dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
-    """Train targets of every kdstore policy: {policy: (y [n_train, k], weight [n_train], info)}."""
+def kdstore_sources(name: str, k: int, data: tuple[list[str], dict[str, Any]] | None = None
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
+    """Train targets of every kdstore policy: {policy: (y [n_train, k], weight [n_train], info)}.
+
+    ``data``: (classes, parts) as ``select_quality.read_set`` returns them (default: read the set).
+    """
     from kdstore import select as ksel
     from kdstore import trust as ktrust
     from kdstore.labelmodel import fit_label_model, posteriors
 
-    classes, parts = sq.read_set(name)
+    classes, parts = data or sq.read_set(name)
     emb = sq.load_embeddings(name, parts)
     n = len(parts["train"].keys)
     out: dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
@@ -193,11 +197,14 @@ def _onehot(y: np.ndarray, k: int) -> np.ndarray:
 
 
 def student(X: np.ndarray, y: np.ndarray, w: np.ndarray, Xv: np.ndarray, yv: np.ndarray, Xt: np.ndarray, k: int,
-            seed: int, protocol: str) -> dict[str, Any]:
-    """Train the student on (X, y, w) [+ valid gold]; returns test probs, out-of-fold valid probs, epochs."""
+            seed: int, protocol: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train the student on (X, y, w) [+ valid gold]; returns test probs, out-of-fold valid probs, epochs.
+
+    ``config``: TrainConfig fields (default :data:`STUDENT`).
+    """
     from kdstore.student.train import Targets, TrainConfig, fit
 
-    cfg = TrainConfig(**{**STUDENT, "seed": seed})
+    cfg = TrainConfig(**{**(STUDENT if config is None else config), "seed": seed})
     keep = w > 0
     X, y, w = X[keep], y[keep], w[keep]
     if protocol == "wrench":
@@ -443,8 +450,9 @@ def markdown(results: dict[str, Any]) -> str:
         f" (vs published MLP <- MV alone: {t['published_met_vs_mlp_mv']} of {sum(s in COMPLETE for s in sets)}).",
         f"- Goal B (beat MV and Snorkel, each followed by the same student under the same protocol, on >= 4 of 5): "
         f"**{t['label_models_met']} of {n_sets}** -> {'MET' if t['label_models_met'] >= 4 else 'NOT MET'}.",
-        "- Caveat for goal A: the +valid gold protocol trains on the gold valid examples (youtube 120, sms 500, trec 500, "
-        "semeval 178, chemprot_partial 322); the published rows use valid only for model selection. The control row "
+        "- Caveat for goal A: the +valid gold protocol trains on the gold valid examples ("
+        + ", ".join(f"{s} {results['sets'][s]['sizes']['valid']}" for s in sets)
+        + "); the published rows use valid only for model selection. The control row "
         "'valid gold only' shows what the gold alone gives.",
         "",
         "## All rows (test score; [valid score] = out-of-fold for +valid gold, early-stopping set for wrench)",
@@ -510,7 +518,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-digits", action="store_true")
     ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5; --quick 2)")
     ap.add_argument("--resume", action="store_true", help="reuse per-set results checkpointed by an earlier run (same seeds)")
+    ap.add_argument("--render", action="store_true", help="only rewrite quality.md from quality.json (no run)")
     args = ap.parse_args(argv)
+    if args.render:
+        print(f"wrote {rerender('quality', markdown)}")
+        return 0
     seeds = SEEDS[:args.seeds] if args.seeds else SEEDS[:2] if args.quick else SEEDS
     manifest = json.loads((wd.EMBEDDINGS / "MANIFEST.json").read_text())
     t0 = time.perf_counter()
