@@ -30,6 +30,7 @@ import json
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,13 @@ def rule_check(name: str, ws: wd.WrenchSet, rules: list[tuple[int, str]]) -> dic
             per_class = {c: {"votes": int((fired == c).sum()), "correct": int((right & (fired == c)).sum()),
                              "precision": _prec(int((right & (fired == c)).sum()), int((fired == c).sum()))}
                          for c in range(len(ws.classes))}
+            # the stored voted rows matched one-to-one to rule rows with the same vote pattern, in any order:
+            # high while `agreement` is low = the right votes on the wrong rows (rows shuffled against the texts)
+            voted = Counter(map(tuple, s.votes[stored.any(axis=1)].tolist()))
+            matched = sum((voted & Counter(map(tuple, fired[fire.any(axis=1)].tolist()))).values())
             res[form] = {"agreement": _prec(both, either), "pairs_both": both, "pairs_either": either,
+                         "voted_rows": int(stored.any(axis=1).sum()), "voted_rows_matched_any_order": matched,
+                         "voted_rows_matched_in_place": int((stored.any(axis=1) & (s.votes == fired).all(axis=1)).sum()),
                          "rule_votes": int(fire.sum()), "stored_votes": int(stored.sum()),
                          "rule_precision": _prec(int(right.sum()), int(fire.sum())), "rule_per_class": per_class}
         # texts that look like "<lowercase word> <Capitalised rest>" (trec test's fine-label prefix)
@@ -214,6 +221,13 @@ def summary(results: dict[str, Any]) -> list[str]:
                 line += (f" -> the stored votes of {' and '.join(bad)} are NOT the rules' outputs on those texts; "
                          "the re-applied rules are " + ", ".join(
                              f"{_p(rc[x]['as given']['rule_precision'])}% precise on {x}" for x in SPLITS))
+                line += ". Stored rows with a vote that equal a rule row of the same split, in place / in any order "
+                line += ", ".join(f"({x}): {rc[x]['as given']['voted_rows_matched_in_place']} / "
+                                  f"{rc[x]['as given']['voted_rows_matched_any_order']} of {rc[x]['as given']['voted_rows']}"
+                                  for x in bad)
+                line += (" (far more in any order than in place: the stored rows carry the rules' vote patterns at "
+                         "about the rules' frequencies, but on other rows -- as if shuffled against the texts; frequent "
+                         "single-rule patterns also match by chance, so this is a hint, not a proof)")
             for x in SPLITS:
                 if rc[x]["first_words"]:
                     line += (f". {rc[x]['prefix_like_texts']} of {sp[x]['examples']} {x} texts begin with an extra "
