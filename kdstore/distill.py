@@ -53,7 +53,7 @@ SECTIONS: dict[str, frozenset[str]] = {
     "settings": frozenset(),  # any name of kd.settings (checked against DEFAULT_SETTINGS)
     "trust": frozenset({"enabled", "kind", "features", "folds", "seed", "rounds", "min_rows"}),
     "select": frozenset({"policies", "gold_weight", "task"}),
-    "student": frozenset({"name", "threads"}),  # + TrainConfig fields
+    "student": frozenset({"name", "threads", "candidates"}),  # + TrainConfig fields
     "export": frozenset({"path"}),
 }
 TOP_KEYS = frozenset({"store", "name", "teachers", *SECTIONS})
@@ -148,7 +148,7 @@ def parse_config(raw: Mapping[str, Any], *, base: str | Path | None = None, sour
     """
     from kdstore.select import Policy
     from kdstore.store.core import DEFAULT_SETTINGS
-    from kdstore.student.pipeline import make_config
+    from kdstore.student.pipeline import candidate_configs, make_config
     from kdstore.student.train import TrainConfig
 
     root = Path(base) if base is not None else Path.cwd()
@@ -263,14 +263,17 @@ def parse_config(raw: Mapping[str, Any], *, base: str | Path | None = None, sour
     threads = st.pop("threads", None)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise _err("student.threads", f"must be a positive integer, got {threads!r}", source)
-    if "hidden" in st and isinstance(st["hidden"], list):
-        st["hidden"] = tuple(st["hidden"])
+    cands = st.pop("candidates", None)
+    for d in (st, *(cands if isinstance(cands, list) else ())):
+        if isinstance(d, dict) and isinstance(d.get("hidden"), list):
+            d["hidden"] = tuple(d["hidden"])
     try:
-        make_config(None, st)
+        candidate_configs(make_config(None, st), cands)
     except (SchemaError, TypeError, ValueError) as e:
         col = getattr(e, "column", None)
         raise _err(f"student.{col}" if col else "student", str(e), source) from e
-    hyper = {**st, **({"threads": threads} if threads is not None else {})}
+    hyper = {**st, **({"threads": threads} if threads is not None else {}),
+             **({"candidates": cands} if cands is not None else {})}
 
     ex = raw.get("export", {})
     export_path = None

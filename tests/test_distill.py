@@ -195,6 +195,10 @@ BAD_CONFIGS: list[tuple[str, Any, str]] = [
     ("bad teacher kind", lambda r: r["teachers"][0].update(kind="torch"), "teachers[0].kind"),
     ("bad hyper-parameter", lambda r: r["student"].update(dropout=1.5), "student.dropout"),
     ("unknown hyper-parameter", lambda r: r["student"].update(layers=3), "student.layers"),
+    ("bad candidate hyper-parameter", lambda r: r["student"].update(candidates=[{"hidden": [8]}, {"dropout": 2.0}]),
+     "student.candidates[1].dropout"),
+    ("candidate not a table", lambda r: r["student"].update(candidates=[{"hidden": [8]}, 3]), "student.candidates[1]"),
+    ("empty candidates", lambda r: r["student"].update(candidates=[]), "student.candidates"),
     ("broken teacher model", None, "teachers[2]"),
 ]
 
@@ -319,3 +323,23 @@ def test_stored_teacher_from_an_outputs_file(corpus: Path, populated: tuple[Path
         got = store.query("SELECT s.scores[1] AS score FROM kd.scores s JOIN kd.teachers t USING (teacher_id) "
                           "WHERE t.name = 'legacy' ORDER BY s.example_id")
         np.testing.assert_allclose(got.column("score").to_numpy(), 1 - scores, atol=1e-6)
+
+
+def test_student_candidates_are_chosen_on_valid_and_rerun_only_the_students(
+    corpus: Path, populated: tuple[Path, int], tmp_path: Path
+) -> None:
+    raw = tomllib.loads(corpus.read_text())
+    cands = [{"hidden": []}, {"hidden": [16], "dropout": 0.1}]
+    raw["student"] = {**raw.get("student", {}), "candidates": cands}
+    with kdstore.connect(_copy_store(populated, tmp_path)) as store:
+        rep = store.distill(parse_config(raw, base=corpus.parent), progress=False)
+        status = {s.stage: s.status for s in rep.stages}
+        assert status["data"] == status["teachers"] == status["evaluate"] == "skipped"
+        assert all(v == "skipped" for k, v in status.items() if k.startswith("select:"))
+        assert all(v == "ran" for k, v in status.items() if k.startswith("student:"))
+        for policy, score in rep.valid_scores.items():
+            m = store.models.load(int(rep.stage(f"student:{policy}").result["model_id"]))
+            tried = m.metrics["candidates"]
+            assert [t["hyper_parameters"]["hidden"] for t in tried] == [[], [16]]
+            assert score == max(t["valid_score"] for t in tried) == tried[m.metrics["chosen_candidate"]]["valid_score"]
+        assert store.distill(parse_config(raw, base=corpus.parent), progress=False).ran == []

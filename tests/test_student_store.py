@@ -165,6 +165,44 @@ def test_per_label_metrics_match_a_numpy_count(trained: tuple[kdstore.Store, int
     assert m.metrics["test"]["accuracy"] == pytest.approx(float((pred == gold).mean()))
 
 
+def test_candidates_keep_the_best_on_valid_and_record_every_one(store: kdstore.Store, world: dict[str, np.ndarray]) -> None:
+    build(store, world)
+    cands = [{"hidden": (), "epochs": 1, "learning_rate": 1e-4}, {"hidden": (16,)}, {"hidden": (8, 8), "dropout": 0.1}]
+    mid = store.train_student(1, features="px", candidates=cands, **FAST)
+    m = store.models.load(mid)
+    tried = m.metrics["candidates"]
+    assert [t["hyper_parameters"]["hidden"] for t in tried] == [[], [16], [8, 8]]
+    scores = [t["valid_score"] for t in tried]
+    chosen = m.metrics["chosen_candidate"]
+    assert scores[chosen] == max(scores) == m.metrics["valid"]["accuracy"]
+    assert scores[0] < max(scores)  # one epoch of a tiny step size cannot be the best
+    assert m.params["hyper_parameters"] == tried[chosen]["hyper_parameters"]
+    # the kept model is the chosen candidate trained alone (same seed, same data): same valid numbers
+    alone = store.models.load(store.train_student(1, features="px", name="alone", **{**FAST, **cands[chosen]}))
+    assert alone.metrics["valid"]["accuracy"] == m.metrics["valid"]["accuracy"]
+    assert alone.metrics["valid"]["loss"] == pytest.approx(m.metrics["valid"]["loss"], rel=1e-6)
+    assert "candidates" not in alone.metrics
+
+
+def test_bad_candidates_are_named_and_store_nothing(store: kdstore.Store, world: dict[str, np.ndarray]) -> None:
+    build(store, world)
+    for cands, col in [([{"hidden": (4,)}, {"dropout": 1.5}], "candidates[1].dropout"),
+                       ([{"hiden": (4,)}], "candidates[0].hiden"), ([5], "candidates[0]"), ([], "candidates"),
+                       ({"hidden": (4,)}, "candidates")]:
+        with pytest.raises(SchemaError) as err:
+            store.train_student(1, features="px", candidates=cands, **FAST)
+        assert err.value.column == col, (cands, err.value)
+    assert store.one("SELECT count(*) FROM kd.models")[0] == 0
+
+
+def test_candidates_need_a_valid_split(store: kdstore.Store, world: dict[str, np.ndarray]) -> None:
+    w = {**world, "split": np.where(world["split"] == "valid", "test", world["split"])}
+    build(store, w)
+    with pytest.raises(SchemaError, match="needs a valid split"):
+        store.train_student(1, features="px", candidates=[{"hidden": (4,)}, {"hidden": ()}], **FAST)
+    assert store.one("SELECT count(*) FROM kd.models")[0] == 0
+
+
 def test_valid_targets_when_there_is_no_gold(store: kdstore.Store, world: dict[str, np.ndarray]) -> None:
     build(store, world, gold=False)
     va = np.flatnonzero(world["split"] == "valid")

@@ -9,9 +9,11 @@ any choice (standardisation, early stopping, hyper-parameters).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +25,6 @@ from kdstore.student.features import Embeddings, FeatureSpec, read_split, resolv
 from kdstore.student.train import MLP, Targets, TrainConfig, fit, model_loss
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from kdstore.store.core import Store
 
 
@@ -39,6 +39,38 @@ def make_config(config: TrainConfig | None, hyper: dict[str, Any]) -> TrainConfi
     base.update(hyper)
     base["hidden"] = tuple(base["hidden"])
     return TrainConfig(**base)
+
+
+def candidate_configs(config: TrainConfig, candidates: Sequence[Mapping[str, Any]] | None) -> list[TrainConfig]:
+    """``config`` alone, or one configuration per candidate (each candidate's fields on top of ``config``).
+
+    A candidate that is not a mapping, or names an unknown or invalid field, is a :class:`SchemaError`
+    whose column is ``candidates[i].<field>``.
+    """
+    if candidates is None:
+        return [config]
+    if isinstance(candidates, (str, bytes, Mapping)) or not isinstance(candidates, Sequence) or not candidates:
+        raise SchemaError(f"candidates must be a non-empty list of hyper-parameter tables, got {candidates!r}",
+                          source="student hyper-parameters", column="candidates")
+    out = []
+    for i, c in enumerate(candidates):
+        if not isinstance(c, Mapping):
+            raise SchemaError(f"each candidate must be a table of hyper-parameters, got {c!r}",
+                              source="student hyper-parameters", column=f"candidates[{i}]")
+        try:
+            out.append(make_config(config, dict(c)))
+        except (SchemaError, TypeError, ValueError) as e:
+            col = getattr(e, "column", None)
+            raise SchemaError(str(e), source="student hyper-parameters",
+                              column=f"candidates[{i}]" + (f".{col}" if col else "")) from e
+    return out
+
+
+def _candidate_key(valid: dict[str, Any], task: str | None, index: int) -> tuple[float, float, int]:
+    """Sort key of a candidate (larger is better): valid score, then lower valid loss, then earlier listed."""
+    score = valid.get("accuracy") if task == "multiclass" else valid.get("micro_f1")
+    loss = valid.get("loss")
+    return (-math.inf if score is None else float(score), -math.inf if loss is None else -float(loss), -index)
 
 
 def _union(*ids: np.ndarray) -> np.ndarray:
@@ -92,6 +124,7 @@ def train_student(
     name: str | None = None,
     replace: bool = False,
     config: TrainConfig | None = None,
+    candidates: Sequence[Mapping[str, Any]] | None = None,
     progress: bool | None = None,
     threads: int | str | None = "auto",
     **hyper: Any,
@@ -109,6 +142,12 @@ def train_student(
             hidden layer; alone (``run_id=None``) or with the label head.
         name: the model's name (default ``student_<model_id>``); ``replace`` overwrites a student of that name.
         config, **hyper: hyper-parameters (:class:`TrainConfig` fields, e.g. ``hidden=(128,)``, ``epochs=10``).
+        candidates: alternative hyper-parameter sets, each applied on top of ``config``/``**hyper``
+            (e.g. ``[{"hidden": (256,)}, {"hidden": ()}]``). One student is trained per candidate and
+            the one with the best valid score is kept (accuracy for multiclass, micro-F1 for
+            multilabel, ties: lower valid loss, then the first listed); every candidate's valid
+            score is recorded in the model's ``metrics["candidates"]``. Needs a valid split; the
+            test split is never used to choose.
         progress: print one line per epoch on stderr (default: when stderr is a terminal).
         threads: BLAS threads while training (default ``"auto"``: 1 BLAS thread per data-parallel worker,
             ``min(2, cores)`` workers; see :func:`kdstore.student.train.fit`).
@@ -121,6 +160,7 @@ def train_student(
     if run_id is None and embedding_teacher is None:
         raise SchemaError("give a run_id (label targets), an embedding_teacher, or both", source="train_student")
     cfg = make_config(config, hyper)
+    cfgs = candidate_configs(cfg, candidates)
     spec = resolve(store, features, columns)
     info = data.run_info(store, int(run_id), task) if run_id is not None else None
     k = len(info.label_ids) if info else 0
@@ -158,6 +198,9 @@ def train_student(
         vX = _features_for(store, spec, "valid", va_ids, "validation", cache)
         vt = _assemble(va_ids, head, va_labels, k, va_emb, t.emb.shape[1] if t.emb is not None else None)
     cache.clear()
+    if len(cfgs) > 1 and (vX is None or vt is None):
+        raise SchemaError("choosing among candidates needs a valid split (gold or targets), and it has none",
+                          source=f"kd.targets run {run_id}", column="candidates")
 
     show = progress if progress is not None else (sys.stderr.isatty() and os.environ.get("KDSTORE_PROGRESS", "1") != "0")
     on_epoch = None
@@ -167,22 +210,38 @@ def train_student(
             print(f"epoch {e['epoch']}/{cfg.epochs}  train {e['train_loss']:.4f}  valid {vl}  "
                   f"{e['examples_per_second']:,.0f} ex/s", file=sys.stderr)
 
-    t0 = time.perf_counter()
-    result = fit(X, t, valid_X=vX, valid_targets=vt, config=cfg, on_epoch=on_epoch, threads=threads)
-    seconds = time.perf_counter() - t0
+    threshold = _threshold(store)
+    names = list(info.label_names) if info else []
+    tried: list[dict[str, Any]] = []
+    best: tuple[tuple[float, float, int], Any, TrainConfig, dict[str, Any], float] | None = None
+    for i, c in enumerate(cfgs):
+        cfg = c
+        t0 = time.perf_counter()
+        result = fit(X, t, valid_X=vX, valid_targets=vt, config=c, on_epoch=on_epoch, threads=threads)
+        seconds = time.perf_counter() - t0
+        # metrics: valid (the split used for early stopping and to choose a candidate)
+        valid = split_metrics(result.model, vX, vt, names, threshold, c) if vX is not None and vt is not None \
+            else {"examples": 0}
+        key = _candidate_key(valid, head, i)
+        tried.append({"hyper_parameters": c.to_dict(), "valid_score": None if key[0] == -math.inf else key[0],
+                      "valid_loss": valid.get("loss"), "best_epoch": result.best_epoch, "train_seconds": seconds})
+        if best is None or key > best[0]:
+            best = (key, result, c, valid, seconds)
+    assert best is not None
+    _, result, cfg, valid, seconds = best
     model = result.model
     del X
 
-    # metrics: valid (the split used for early stopping), then test (read only now, for the record)
-    threshold = _threshold(store)
-    names = list(info.label_names) if info else []
+    # then test (read only now, for the record)
     metrics: dict[str, Any] = {
         "curve": list(result.curve), "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
         "train_examples": int(tr_ids.size), "train_seconds": seconds,
         "examples_per_second": result.examples_per_second, "blas_threads": threads,
     }
-    metrics["valid"] = {"source": valid_source, **(
-        split_metrics(model, vX, vt, names, threshold, cfg) if vX is not None and vt is not None else {"examples": 0})}
+    if len(cfgs) > 1:
+        metrics["candidates"] = tried
+        metrics["chosen_candidate"] = next(i for i, c in enumerate(cfgs) if c is cfg)
+    metrics["valid"] = {"source": valid_source, **valid}
     metrics["test"] = _test_metrics(store, spec, model, info, embedding_teacher, names, threshold, cfg)
 
     params: dict[str, Any] = {
