@@ -35,6 +35,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             hyper[name] = value
+    candidates = None
+    if getattr(args, "candidates", None):
+        try:
+            candidates = json.loads(args.candidates)
+        except json.JSONDecodeError as e:
+            raise KdstoreError(f"--candidates must be a JSON list of hyper-parameter objects: {e}") from e
+        if isinstance(candidates, list):
+            candidates = [{**c, "hidden": tuple(c["hidden"])} if isinstance(c, dict) and isinstance(c.get("hidden"), list)
+                          else c for c in candidates]
     features = _features(args)
     if features is None:
         raise KdstoreError("train needs --features NAME (a registered feature source) or --input-embeddings TEACHER")
@@ -42,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_id = store.train_student(
             args.run, features=features, columns=args.columns.split(",") if args.columns else None, task=args.task,
             embedding_teacher=args.embedding_teacher, name=args.name, replace=args.replace,
-            progress=False if args.quiet else None, threads=args.threads or "auto", **hyper,
+            progress=False if args.quiet else None, threads=args.threads or "auto", candidates=candidates, **hyper,
         )
         m = store.models.load(model_id)
     valid, test = m.metrics.get("valid", {}), m.metrics.get("test", {})
@@ -58,6 +67,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     print(f"trained {m.name} (model {m.model_id}, {m.task}, {m.params['n_params']:,} parameters, "
           f"best epoch {m.metrics['best_epoch']} of {len(m.metrics['curve'])})")
+    for i, t in enumerate(m.metrics.get("candidates", [])):
+        score = "-" if t["valid_score"] is None else f"{t['valid_score']:.4f}"
+        print(f"candidate {i}: hidden {t['hyper_parameters']['hidden']}, valid score {score}"
+              + ("  (kept)" if i == m.metrics.get("chosen_candidate") else ""))
     print(f"valid ({valid.get('source', 'none')}): {summary(valid)}")
     print(f"test: {summary(test)}")
     return 0
@@ -133,6 +146,8 @@ def register(sub: Any) -> None:
     p.add_argument("--embedding-loss", choices=["mse", "cosine"], help="loss of the embedding head (default mse)")
     p.add_argument("--label-weight", type=float, help="weight of the label loss next to the embedding loss")
     p.add_argument("--threads", type=int, help="BLAS threads while training (default 1: faster on a busy 2-core machine)")
+    p.add_argument("--candidates", metavar="JSON",
+                   help='alternative hyper-parameters, the best on valid kept, e.g. \'[{"hidden": [256]}, {"hidden": []}]\'')
     p.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=cmd_train)
 

@@ -586,6 +586,15 @@ def _student(store: Store, m: StudentModel | None) -> _Section:
             if d.get(key) is not None:
                 kv.append((f"{split} {key}", d[key]))
     parts = [_table(["what", "value"], kv, cls="kv student-info")]
+    tried = m.metrics.get("candidates")
+    if tried:
+        chosen = m.metrics.get("chosen_candidate")
+        parts.append(_table(
+            ["candidate", "hyper-parameters (differing)", "valid score", "valid loss", "best epoch", "kept"],
+            [[i, json.dumps({k: v for k, v in t["hyper_parameters"].items()
+                             if any(u["hyper_parameters"].get(k) != v for u in tried)}),
+              t.get("valid_score"), t.get("valid_loss"), t.get("best_epoch"), "yes" if i == chosen else ""]
+             for i, t in enumerate(tried)], cls="student-candidates"))
     if curve:
         fig = _figure(6.5, 3.6)
         ax = fig.subplots()

@@ -49,7 +49,8 @@ def build(store: kdstore.Store) -> dict[str, int]:
     trust = store.fit_trust(rounds=20)
     run_experts = store.select("experts", gold_weight=1.0)
     run_trust = store.select("trust", gold_weight=1.0)
-    model = store.train_student(run_trust, features="signal", hidden=(16,), epochs=12, seed=0)
+    model = store.train_student(run_trust, features="signal", hidden=(16,), epochs=12, seed=0,
+                                candidates=[{}, {"hidden": (), "learning_rate": 1e-2}])
     return {"trust_run": trust.run_id, "run_experts": run_experts, "run_trust": run_trust, "model": model}
 
 
@@ -170,6 +171,7 @@ def test_sections_tables_and_images_match_the_store(page: str, ro: kdstore.Store
         "distillation-set/provenance": count(ro, "SELECT count(DISTINCT coalesce(teacher_id, -1)) FROM kd.targets WHERE run_id = ?", [run]),
         "distillation-set/runs": count(ro, "SELECT count(*) FROM kd.runs WHERE kind = 'select'"),
         "student/student-labels": len(ro.models.load(ids["model"]).labels),
+        "student/student-candidates": 2,
         "student-vs-teachers/vs-labels": len(ro.models.load(ids["model"]).labels),
         "student-vs-teachers/vs-teachers": count(
             ro, "SELECT count(*) FROM kd.teachers WHERE output_type IN ('binary', 'multiclass', 'multilabel', 'vote')"),
@@ -188,6 +190,12 @@ def test_sections_tables_and_images_match_the_store(page: str, ro: kdstore.Store
                       "FROM kd.targets WHERE run_id = ? GROUP BY ALL", [run]).fetchall()
     assert comp == {(a, b): int(c) for a, b, c in want}
     assert {k[1] for k in comp} == {"gold", "inferred"}
+    # the candidates table: what differs, each valid score, the kept one as stored
+    m = ro.models.load(ids["model"])
+    cands = p.tables["student/student-candidates"]
+    assert [r[1] for r in cands] == ['{"hidden": [16], "learning_rate": 0.001}', '{"hidden": [], "learning_rate": 0.01}']
+    assert [r[5] for r in cands].index("yes") == m.metrics["chosen_candidate"]
+    assert [float(r[2]) for r in cands] == pytest.approx([t["valid_score"] for t in m.metrics["candidates"]], abs=1e-3)
     # six plots: heatmaps, consensus, trust reliability, composition, learning curve, student vs teachers
     assert len(p.images) == 6
     for uri in p.images:

@@ -428,3 +428,11 @@ def test_cli_train_export_predict(tmp_path: Path, world: dict[str, np.ndarray], 
     assert "no student model 'nope'" in capsys.readouterr().err
     assert main(["train", path, "--run", "1", "--features", "px", "--dropout", "2"]) == 1
     assert "dropout" in capsys.readouterr().err
+    assert main(["train", path, "--run", "1", "--features", "px", "--epochs", "3", "--name", "picked", "-q",
+                 "--candidates", '[{"hidden": []}, {"hidden": [16], "learning_rate": 0.005}]']) == 0
+    out = capsys.readouterr().out
+    assert "candidate 0: hidden []" in out and "candidate 1: hidden [16]" in out and out.count("(kept)") == 1
+    assert main(["train", path, "--run", "1", "--features", "px", "--candidates", "[{hidden: 3}"]) == 1
+    assert "--candidates must be a JSON list" in capsys.readouterr().err
+    assert main(["train", path, "--run", "1", "--features", "px", "--candidates", '[{"hidden": [4]}, {"dropout": 7}]']) == 1
+    assert "candidates[1].dropout" in capsys.readouterr().err
