@@ -15,8 +15,10 @@ WITH c AS (
 SELECT example_id,
        min(split) AS split,
        label_id,
-       sum(metric * score) / sum(metric) AS value,
-       sum(metric * score) AS evidence,
+       -- exact (DECIMAL) sums, so the value does not change in its last bits from run to run
+       CAST(sum(CAST(metric * score AS DECIMAL(38, 18))) AS DOUBLE)
+           / CAST(sum(CAST(metric AS DECIMAL(38, 18))) AS DOUBLE) AS value,
+       CAST(sum(CAST(metric * score AS DECIMAL(38, 18))) AS DOUBLE) AS evidence,
        1.0 AS weight,
        max(CASE WHEN rn = 1 THEN teacher_id END) AS teacher_id,
        'consensus_experts' AS rule

@@ -5,6 +5,7 @@
 --   one OTHER teacher has an output on that label, agreement = the share of those others that also
 --   decide positive (leave-one-out consensus); metric = (sum of agreements + 1) / (n_eval + 2)
 --   (Laplace); qualified = n_eval >= 'min_support'; rank / is_best / is_expert as kd.select_ranking.
+--   Deterministic: the agreements are summed exactly (each rounded to 1e-18 first).
 --   Test outputs are never read.
 -- oracle: tests/oracles_select.py::consensus_ranking
 CREATE OR REPLACE VIEW kd.select_consensus_ranking AS
@@ -23,7 +24,9 @@ d AS (
 agg AS (
     SELECT teacher_id, label_id,
            count(*) AS n_eval,
-           sum((n_pos - 1.0) / (n - 1.0)) AS agree
+           -- exact sum (DECIMAL) of the per-decision agreements: a DOUBLE sum's order, and so its last
+           -- bits, change from run to run under parallel aggregation, and rank / is_expert compare it
+           CAST(sum(CAST((n_pos - 1.0) / (n - 1.0) AS DECIMAL(38, 18))) AS DOUBLE) AS agree
     FROM d
     WHERE positive AND n > 1
     GROUP BY teacher_id, label_id

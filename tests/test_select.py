@@ -379,3 +379,25 @@ def test_preview_reads_without_writing(store: kdstore.Store) -> None:
     with pytest.raises(kdstore.SchemaError, match="preview split must be 'train' or 'test'"):
         ksel.preview(store, "experts", split="valid")
     assert ksel.infer_task(store) == "multiclass"
+
+
+def test_selection_is_bitwise_deterministic_under_parallel_aggregation() -> None:
+    """Same store, same answers to the last bit: the rankings' sums are exact (DOUBLE sums were not:
+    select_consensus_ranking's metrics moved in their last bits from run to run with 2 threads)."""
+    from . import smallstore
+
+    with kdstore.connect() as store:
+        smallstore.build(store, n=240)
+        store.con.execute("SET threads = 2")
+        queries = {v: f"SELECT * FROM kd.{v} ORDER BY ALL" for v in ("select_consensus_ranking", "select_ranking")}
+        first = {v: store.con.execute(q).fetchall() for v, q in queries.items()}
+        previews = {p: ksel.preview(store, p, split="train").sort_by([("example_id", "ascending"), ("label_id", "ascending")])
+                    for p in ksel.Policy}
+        assert all(len(r) > 0 for r in first.values()) and all(t.num_rows > 0 for t in previews.values())
+        for _ in range(15):
+            for v, q in queries.items():
+                assert store.con.execute(q).fetchall() == first[v], v
+        for _ in range(3):
+            for p, want in previews.items():
+                got = ksel.preview(store, p, split="train").sort_by([("example_id", "ascending"), ("label_id", "ascending")])
+                assert got.equals(want), p

@@ -21,8 +21,8 @@ SELECT
   example_id,
   MIN(split) AS split,
   label_id,
-  SUM(metric * score) / SUM(metric) AS value,
-  SUM(metric * score) AS evidence,
+  CAST(SUM(CAST(metric * score AS DECIMAL(38, 18))) AS DOUBLE) / CAST(SUM(CAST(metric AS DECIMAL(38, 18))) AS DOUBLE) AS value,
+  CAST(SUM(CAST(metric * score AS DECIMAL(38, 18))) AS DOUBLE) AS evidence,
   CAST(1.0 AS DOUBLE) AS weight,
   MAX(CASE WHEN rn = 1 THEN teacher_id END) AS teacher_id,
   'consensus_experts' AS rule

@@ -22,11 +22,13 @@ WITH cfg AS (
     teacher_id,
     label_id,
     COUNT(*) AS n_eval,
-    SUM((
-      n_pos - CAST(1.0 AS DOUBLE)
-    ) / (
-      n - CAST(1.0 AS DOUBLE)
-    )) AS agree
+    CAST(SUM(
+      CAST((
+        n_pos - CAST(1.0 AS DOUBLE)
+      ) / (
+        n - CAST(1.0 AS DOUBLE)
+      ) AS DECIMAL(38, 18))
+    ) AS DOUBLE) AS agree
   FROM d
   WHERE
     positive AND n > 1
