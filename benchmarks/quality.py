@@ -11,8 +11,10 @@ MANIFEST); semeval and chemprot_partial use sentence + entity1 + entity2 + betwe
 EVERY row (label models, policies, controls), for fairness.
 
 Every pipeline row = a train-split label source followed by the SAME kdstore student
-(``kdstore.student.train.fit``: the trainer ``store.train_student`` calls, with one fixed
-configuration, :data:`STUDENT`), 5 student seeds (Snorkel's seed = the student's seed):
+(``kdstore.student.train.fit``: the trainer ``store.train_student`` calls), 5 student seeds (Snorkel's
+seed = the student's seed). Each row trains both :data:`CANDIDATES` (the MLP :data:`STUDENT` and the
+same with no hidden layer) and keeps the one with the better mean valid score -- the rule of
+``store.train_student(candidates=...)``; the other's numbers are kept in the JSON. Label sources:
 
 * ``MV``: majority-vote hard labels of the covered train examples (WRENCH's tie rule);
 * ``Snorkel``: Snorkel LabelModel soft labels (WRENCH protocol: fit on train votes, class balance
@@ -73,9 +75,11 @@ GOLD_WEIGHTS = {"+valid gold": 1.0, "+valid gold x3": 3.0}
 COMPLETE = ("youtube", "sms", "trec", "semeval")
 PARTS: dict[str, tuple[str, ...]] = {s: ("embedding",) for s in wd.TEXT_SETS}
 PARTS.update({s: ("embedding", "entity1", "entity2", "between") for s in wd.RELATION_SETS})
-#: the student: one fixed configuration for every row (kdstore.student.train.TrainConfig fields)
+#: the MLP student candidate (kdstore.student.train.TrainConfig fields)
 STUDENT: dict[str, Any] = {"hidden": (256,), "dropout": 0.2, "weight_decay": 1e-3, "learning_rate": 1e-3,
                            "batch_size": 64, "epochs": 60, "patience": 6}
+#: the student candidates of every row, one kept per row on valid (``train_student(candidates=...)``'s rule)
+CANDIDATES: dict[str, dict[str, Any]] = {"mlp": STUDENT, "linear": {**STUDENT, "hidden": ()}}
 #: trust configuration per set, chosen on VALID by select_quality.py (kind, features, weighting, threshold)
 TRUST: dict[str, tuple[str, str | None, float, float]] = {
     "youtube": ("router", "emb", 0.0, 0.5),
@@ -311,26 +315,33 @@ def run_set(name: str, seeds: tuple[int, ...], log: Any) -> dict[str, Any]:
                 log(f"  {name}: {key}: same targets as {same}")
                 continue
             done[(protocol, digest)] = key
-        tests, valids, losses, epochs = [], [], [], []
-        for seed in seeds:
-            if src.startswith("valid gold only"):
-                y, w = np.zeros((0, k)), np.zeros(0)
-                Xs = np.zeros((0, X.shape[1]))
-            else:
-                val = sources[src]
-                y, w = val[seed] if isinstance(val, dict) else val
-                Xs = X
-            out = student(Xs, y, w, Xv, yv, Xt, k, seed, protocol)
-            tests.append(wd.score(metric, out["test"].argmax(1), yt))
-            valids.append(wd.score(metric, out["valid"].argmax(1), yv))
-            losses.append(float(-np.mean(np.log(np.maximum(out["valid"][np.arange(yv.size), yv], 1e-12)))))
-            epochs.append(out["epochs"])
-        res["rows"][key] = {"source": src, "protocol": protocol, "mean": float(np.mean(tests)), "std": float(np.std(tests)),
-                            "valid_mean": float(np.mean(valids)), "valid_loss": float(np.mean(losses)),
-                            "per_seed": tests, "valid_per_seed": valids,
-                            "best_epochs": epochs, "seconds": time.perf_counter() - t0}
-        log(f"  {name}: {key}: test {np.mean(tests):.2f} ± {np.std(tests):.2f}, valid {np.mean(valids):.2f} "
-            f"({time.perf_counter() - t0:.0f} s)")
+        tried: dict[str, dict[str, Any]] = {}
+        for cname, cfg in CANDIDATES.items():
+            tests, valids, losses, epochs = [], [], [], []
+            for seed in seeds:
+                if src.startswith("valid gold only"):
+                    y, w = np.zeros((0, k)), np.zeros(0)
+                    Xs = np.zeros((0, X.shape[1]))
+                else:
+                    val = sources[src]
+                    y, w = val[seed] if isinstance(val, dict) else val
+                    Xs = X
+                out = student(Xs, y, w, Xv, yv, Xt, k, seed, protocol, config=cfg)
+                tests.append(wd.score(metric, out["test"].argmax(1), yt))
+                valids.append(wd.score(metric, out["valid"].argmax(1), yv))
+                losses.append(float(-np.mean(np.log(np.maximum(out["valid"][np.arange(yv.size), yv], 1e-12)))))
+                epochs.append(out["epochs"])
+            tried[cname] = {"mean": float(np.mean(tests)), "std": float(np.std(tests)), "valid_mean": float(np.mean(valids)),
+                            "valid_loss": float(np.mean(losses)), "per_seed": tests, "valid_per_seed": valids,
+                            "best_epochs": epochs}
+        # the student kept for this row: the best mean valid score, ties: lower valid loss, then listed first
+        kept = max(tried, key=lambda c: (tried[c]["valid_mean"], -tried[c]["valid_loss"], -list(CANDIDATES).index(c)))
+        res["rows"][key] = {"source": src, "protocol": protocol, **tried[kept], "student": kept, "candidates": tried,
+                            "seconds": time.perf_counter() - t0}
+        log(f"  {name}: {key}: kept {kept}: test {tried[kept]['mean']:.2f} ± {tried[kept]['std']:.2f}, valid "
+            f"{tried[kept]['valid_mean']:.2f}; " + ", ".join(f"{c} test {v['mean']:.2f} valid {v['valid_mean']:.2f}"
+                                                            for c, v in tried.items())
+            + f" ({time.perf_counter() - t0:.0f} s)")
     # kdstore's best pipeline: best OOF valid score among the kdstore rows of the +valid gold protocol
     cands = [r for r, v in res["rows"].items() if v["source"].startswith("kdstore") and v["protocol"] in GOLD_WEIGHTS]
     res["best_kdstore"] = max(cands, key=lambda r: (res["rows"][r]["valid_mean"], -res["rows"][r]["valid_loss"]))
@@ -419,8 +430,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"Features: {feat['model']} (package {feat['package']} {feat['package_version']}, ONNX sha256 "
         f"{feat['onnx_sha256'][:12]}…), sentence embedding (384); semeval and chemprot_partial: sentence + entity1 + "
         "entity2 + between (1536) in every row. Teachers = labeling functions judged on valid gold; train unlabeled; "
-        "test only scored (chemprot_partial: the data README's split). Student = kdstore.student.train.fit, one fixed "
-        f"configuration for every row: {STUDENT}. Score = test accuracy (sms: F1 of spam), mean ± std over student "
+        "test only scored (chemprot_partial: the data README's split). Student = kdstore.student.train.fit; every row "
+        f"trains both candidates {results.get('candidates', {'mlp': STUDENT})} (linear = no hidden layer) and keeps the one "
+        "with the better mean valid score, ties lower valid loss (the rule of train_student(candidates=...)); the "
+        "kept one is marked (L = linear, M = mlp). Score = test accuracy (sms: F1 of spam), mean ± std over student "
         f"seeds {results['seeds']} (Snorkel seed = student seed). Protocols: **wrench** = train targets only, early "
         f"stopping on valid gold (like the published rows, which never train on valid); **+valid gold** = the patent's "
         f"distillation set: train targets + the gold valid examples (weight 1, or 3 in **+valid gold x3**), {FOLDS}-fold cross-fit on "
@@ -467,7 +480,8 @@ def markdown(results: dict[str, Any]) -> str:
         if v is None:
             return "–"
         star = " **best**" if r == results["sets"][s]["best_kdstore"] else ""
-        return f"{_pm(v)} [{v['valid_mean']:.1f}]{star}"
+        mark = {"mlp": " M", "linear": " L"}.get(v.get("student", ""), "")
+        return f"{_pm(v)} [{v['valid_mean']:.1f}]{mark}{star}"
 
     lines.append("| MV (label model alone) | " + " | ".join(f"{results['sets'][s]['label_models_alone']['MV']:.2f}" for s in sets) + " |")
     lines.append("| best single teacher (chosen on valid) | " + " | ".join(
@@ -531,12 +545,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)
 
     results: dict[str, Any] = {
-        "seeds": list(seeds), "student": STUDENT, "folds": FOLDS, "gold_weights": GOLD_WEIGHTS,
+        "seeds": list(seeds), "student": STUDENT, "candidates": CANDIDATES, "folds": FOLDS, "gold_weights": GOLD_WEIGHTS,
         "features": {k: manifest[k] for k in ("model", "package", "package_version", "onnx_sha256", "dim", "pooling")},
         "published": wd.PUBLISHED, "sets": {},
     }
     for name in [s for s in args.sets.split(",") if s]:
-        ckpt = CACHE / f"set_{name}_{len(seeds)}seeds.json"
+        ckpt = CACHE / f"set_{name}_{len(seeds)}seeds_{'_'.join(CANDIDATES)}.json"
         if args.resume and ckpt.exists():
             results["sets"][name] = json.loads(ckpt.read_text())
             log(f"{name}: resumed from {ckpt}")

@@ -44,7 +44,7 @@ import select_quality as sq
 import wrench_data as wd
 from _common import peak_rss_mb, write_results
 
-STUDENTS: dict[str, dict[str, Any]] = {"mlp": dict(q.STUDENT), "linear": {**q.STUDENT, "hidden": ()}}
+STUDENTS: dict[str, dict[str, Any]] = q.CANDIDATES
 PROTOCOL = "+valid gold x3"
 
 
