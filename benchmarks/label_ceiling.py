@@ -4,7 +4,8 @@ Run: ``PYTHONPATH=$PWD python benchmarks/label_ceiling.py [--sets youtube,sms] [
 -> ``benchmarks/results/label_ceiling.{json,md}``.
 
 Every kdstore pipeline of ``quality.py`` only chooses the TRAIN targets (which examples, which
-label distribution, which weight) of one fixed student on fixed features. So the same student
+label distribution, which weight) of a student on fixed features (since 2026-11-28 it keeps the better
+of two candidates on valid; this ceiling uses the MLP candidate, :data:`quality.STUDENT`). So the same student
 trained on the GOLD train labels is an (empirical) upper bound for any label model, teacher
 selection or trust policy with these features and this student: if even the gold ceiling stays
 below the best published WRENCH "MLP <- label model" row on a set, no pipeline reaches goal A there.
@@ -223,7 +224,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Gold-label ceiling of the quality benchmark's student (goal A of issue 7)",
         "",
-        "Every kdstore pipeline in quality.py only chooses the train targets of one fixed student on fixed features "
+        "Every kdstore pipeline in quality.py only chooses the train targets of a student on fixed features "
         "(MiniLM sentence embeddings; semeval/chemprot_partial + entity1 + entity2 + between). Here the SAME student "
         f"(quality.student, configuration {q.STUDENT}), the same features and the same protocols are trained on the "
         f"GOLD train labels instead, seeds {results['seeds']}, test score mean ± std (sms: F1 of spam). **all** = every "
