@@ -373,7 +373,7 @@ def run_digits(seeds: tuple[int, ...], log: Any) -> dict[str, Any]:
                 seed_valid = {}
                 for policy in ("best_per_label", "experts", "until_covered", "consensus_experts", "trust"):
                     rid = store.select(policy, gold_weight=0.0)
-                    mid = store.train_student(rid, features=FEATURES, name=f"student_{policy}", progress=False,
+                    mid = store.train_student(rid, features=FEATURES, name=f"quality_{policy}", progress=False,
                                               seed=seed)
                     met = json.loads(store.one("SELECT metrics FROM kd.models WHERE model_id = ?", [mid])[0])
                     key = f"kdstore {policy} -> student"
