@@ -521,7 +521,11 @@ def markdown(results: dict[str, Any]) -> str:
         na = d["rows"]["naive average of all teachers"]["mean"]
         lines += ["", f"Chosen per seed (valid): {d['chosen_per_seed']}. Student (best on valid) vs best teacher "
                   f"{b - bt:+.2f}, vs naive average {b - na:+.2f} -> {'MET' if b > bt and b > na else 'NOT MET'}."]
-    lines.append(f"\nRuntime {results['seconds']:.0f} s, peak RSS {results['peak_rss_mb']:.0f} MB.")
+    sets_s = {n: r["seconds"] for n, r in results["sets"].items()}
+    resumed = [n for n in results.get("resumed", []) if n in sets_s]
+    lines.append(f"\nRuntime {results['seconds']:.0f} s, peak RSS {results['peak_rss_mb']:.0f} MB"
+                 + (f"; sets resumed from checkpoints of an earlier run of the same code ({', '.join(resumed)}), "
+                    f"which took {sum(sets_s[n] for n in resumed):.0f} s there" if resumed else "") + ".")
     return "\n".join(lines)
 
 
@@ -553,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = CACHE / f"set_{name}_{len(seeds)}seeds_{'_'.join(CANDIDATES)}.json"
         if args.resume and ckpt.exists():
             results["sets"][name] = json.loads(ckpt.read_text())
+            results.setdefault("resumed", []).append(name)
             log(f"{name}: resumed from {ckpt}")
             continue
         log(f"{name} ...")
