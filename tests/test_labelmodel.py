@@ -348,13 +348,13 @@ def _fit_both_paths(build: Callable[[], kdstore.Store], **options: Any) -> dict[
     return fits
 
 
-def _assert_same_fit(fits: dict[bool, tuple[Any, ...]]) -> None:
+def _assert_same_fit(fits: dict[bool, tuple[Any, ...]], atol: float = 1e-12) -> None:
     (a, *wide), (b, *general) = fits[True], fits[False]
     assert (a.iterations, a.converged, a.n_examples, a.n_teachers) == (b.iterations, b.converged, b.n_examples, b.n_teachers)
     for got, want in zip(wide, general, strict=True):
         assert got.shape == want.shape and got.size > 0
-        np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
-    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=1e-12)
+        np.testing.assert_allclose(got, want, atol=atol, rtol=0)
+    np.testing.assert_allclose(a.log_likelihood, b.log_likelihood, rtol=atol)
 
 
 def _grid_store() -> kdstore.Store:
@@ -456,8 +456,19 @@ def test_wide_keys_pack_many_teachers() -> None:
     abstain=st.sampled_from(["ignore", "observe", "propensity"]),
 )
 def test_hypothesis_wide_equals_general(votes: list[list[int]], abstain: str) -> None:
+    # 1e-9, not 1e-12: random votes can leave the EM unconverged after 30 iterations, drifting along a flat
+    # direction, where the two paths' different summation orders (and DuckDB's thread-dependent sums) stay
+    # apart by ~1e-11 (seen: votes [[0,0,0],[1,0,1],[0,1,1],[1,0,1],[0,1,1]], 'ignore': 5e-12..1.3e-11 over 3 runs)
     _assert_same_fit(_fit_both_paths(lambda: _votes_store(np.array(votes), n_classes=4), model="class_conditional",
-                                     abstain=abstain, max_iter=30))
+                                     abstain=abstain, max_iter=30), atol=1e-9)
+
+
+def test_wide_equals_general_on_an_unconverged_fit() -> None:
+    """The Hypothesis counterexample above, kept as a fixed case: 30 iterations, not converged, still equal to 1e-9."""
+    fits = _fit_both_paths(lambda: _votes_store(np.array([[0, 0, 0], [1, 0, 1], [0, 1, 1], [1, 0, 1], [0, 1, 1]]),
+                                                n_classes=4), model="class_conditional", abstain="ignore", max_iter=30)
+    assert not fits[True][0].converged
+    _assert_same_fit(fits, atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------
