@@ -477,6 +477,21 @@ def _copy_of(tree: exp.Expr) -> str | None:
     return None
 
 
+def _without_stats(df: DataFrame) -> DataFrame:
+    """``df`` (checkpointed) as a new DataFrame over the same rows that forgets its origin's statistics.
+
+    A checkpoint keeps the size estimate of the plan it cut (SPARK-39834), and an inner join's estimate
+    is the product of its sides: an E-step that joins the previous iteration's table M times raises the
+    estimate to the power M per iteration, a number with ~M**iterations digits that Spark's planner
+    multiplies out (class-conditional EM hung at iteration 12 with 4 teachers). Rebuilt from its rows
+    (JVM to JVM, no Python round trip), the table gets Spark's default size estimate instead.
+    """
+    from pyspark.sql import DataFrame as _DataFrame
+
+    jdf = df._jdf
+    return _DataFrame(df.sparkSession._jsparkSession.createDataFrame(jdf.javaRDD(), jdf.schema()), df.sparkSession)
+
+
 class SparkExecutor:
     """The Spark executor of :func:`kdstore.labelmodel.fit_em` (the one EM driver).
 
@@ -499,7 +514,7 @@ class SparkExecutor:
 
     def _materialise(self, view: str, df: DataFrame, *, checkpoint: bool = True) -> None:
         if checkpoint:
-            df = df.localCheckpoint(eager=True)
+            df = _without_stats(df.localCheckpoint(eager=True))
         old = self.frames.get(view)
         df.createOrReplaceTempView(view)
         self.frames[view] = df

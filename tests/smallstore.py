@@ -71,3 +71,30 @@ def build(store: kdstore.Store, *, n: int = 240, seed: int = 0) -> None:
         "INSERT INTO kd.targets SELECT 1, o.example_id, o.label_id, o.score, 1.0, o.teacher_id, 'expert' "
         "FROM kd.outputs o JOIN kd.examples e USING (example_id) WHERE e.split = 'train' AND o.teacher_id = 3"
     )
+
+
+def votes_store(votes: np.ndarray, *, n_classes: int, splits: list[str] | None = None,
+                gold: dict[int, int] | None = None) -> kdstore.Store:
+    """An in-memory store of hard-vote teachers ``t0..`` (``votes[i, j]``: teacher j's class for example i,
+    -1 abstain) over classes ``c0..``, every example in ``train`` unless ``splits`` says otherwise."""
+    store = kdstore.connect()
+    store.add_labels([f"c{i}" for i in range(n_classes)])
+    n = votes.shape[0]
+    store.add_examples(pa.table({"example_id": np.arange(n, dtype=np.int64), "split": splits or ["train"] * n}))
+    if gold:
+        store.add_gold(pa.table({"example_id": list(gold), "label": [f"c{v}" for v in gold.values()]}))
+    cols = {f"t{j}": votes[:, j].astype(np.int64) for j in range(votes.shape[1])}
+    store.ingest_votes(pa.table({"example_id": np.arange(n, dtype=np.int64), **cols}))
+    return store
+
+
+def many_key_votes(seed: int = 5) -> tuple[np.ndarray, int]:
+    """40 examples x 32 teachers of 30 classes: the wide EM packs them into 3 BIGINT keys (12 base-32
+    digits each), with the top digit of every key in use. Returns (votes, number of classes)."""
+    rng = np.random.default_rng(seed)
+    n, m, k = 40, 32, 30
+    y = rng.integers(0, k, n)
+    votes = np.where(rng.random((n, m)) < 0.7, y[:, None], rng.integers(0, k, (n, m)))
+    votes[rng.random(votes.shape) < 0.2] = -1
+    votes[:, 0] = k - 1
+    return votes, k

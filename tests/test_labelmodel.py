@@ -19,21 +19,10 @@ from kdstore import labelmodel
 from kdstore.labelmodel import fit_label_model, probs_to_preds, teacher_accuracy
 from tests import oracles_labelmodel as orc
 from tests.conftest import WRENCH
+from tests.smallstore import many_key_votes
+from tests.smallstore import votes_store as _votes_store
 
 TOL = 1e-9
-
-
-def _votes_store(votes: np.ndarray, *, n_classes: int, splits: list[str] | None = None,
-                 gold: dict[int, int] | None = None) -> kdstore.Store:
-    store = kdstore.connect()
-    store.add_labels([f"c{i}" for i in range(n_classes)])
-    n = votes.shape[0]
-    store.add_examples(pa.table({"example_id": np.arange(n, dtype=np.int64), "split": splits or ["train"] * n}))
-    if gold:
-        store.add_gold(pa.table({"example_id": list(gold), "label": [f"c{v}" for v in gold.values()]}))
-    cols = {f"t{j}": votes[:, j].astype(np.int64) for j in range(votes.shape[1])}
-    store.ingest_votes(pa.table({"example_id": np.arange(n, dtype=np.int64), **cols}))
-    return store
 
 
 def _compare(store: kdstore.Store, res: labelmodel.LabelModelResult, *, model: str, abstain: str, votes: str = "hard",
@@ -440,12 +429,7 @@ def test_wide_keys_pack_many_teachers() -> None:
     from kdstore.labelmodel_wide import _wide_packing
 
     assert _wide_packing(32, 30) == (32, 12) and 32**12 < 2**62 <= 32**13
-    rng = np.random.default_rng(5)
-    n, m, k = 40, 32, 30
-    y = rng.integers(0, k, n)
-    votes = np.where(rng.random((n, m)) < 0.7, y[:, None], rng.integers(0, k, (n, m)))
-    votes[rng.random(votes.shape) < 0.2] = -1
-    votes[:, 0] = k - 1  # the top digit of every key is in use
+    votes, k = many_key_votes()
     _assert_same_fit(_fit_both_paths(lambda: _votes_store(votes, n_classes=k), model="class_conditional",
                                      abstain="observe", max_iter=3))
 

@@ -276,6 +276,33 @@ def test_label_model_on_spark_equals_duckdb(spark: SparkSession, installed: dict
         np.testing.assert_allclose(m1["log_likelihood"], m0["log_likelihood"], rtol=1e-12)
 
 
+@pytest.mark.slow
+def test_wide_label_model_with_many_keys_on_spark_equals_duckdb(spark: SparkSession, tmp_path: Path) -> None:
+    """32 vote teachers of 30 classes: the wide EM packs each example's votes into 3 BIGINT keys (12 base-32
+    digits each, the top digit in use). Spark's generated statements (BIGINT arithmetic, the keys decoded
+    back into 32 vote columns) give DuckDB's fit."""
+    votes, k = smallstore.many_key_votes()
+    options: dict[str, Any] = {"model": "class_conditional", "abstain": "observe", "max_iter": 3}
+    with smallstore.votes_store(votes, n_classes=k) as store:
+        local = store.fit_label_model(**options)
+        keys = [c for (c,) in store.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'kd_lm_wv' "
+                                            "AND column_name LIKE 'key%' ORDER BY ALL").fetchall()]
+        assert keys == ["key0", "key1", "key2"]
+        store.export_parquet(tmp_path / "kd")
+        ks.register_tables(spark, tmp_path / "kd", prefix="kdw_")
+        fit = ks.label_model(spark, prefix="kdw_", run_id=local.run_id + 1, **options)
+        got = fit.result
+        assert (got.iterations, got.n_examples, got.n_teachers) == (local.iterations, 40, 32)
+        np.testing.assert_allclose(got.log_likelihood, local.log_likelihood, rtol=1e-12)
+        ks.write_label_model(fit, tmp_path / "lm")
+        store.import_parquet(tmp_path / "lm", mode="append")
+        for table in ("label_model_priors", "label_model_accuracy", "label_model_fit_posteriors"):
+            def rows(run: int, table: str = table) -> Any:
+                return store.query(f"SELECT * EXCLUDE (run_id) FROM kd.{table} WHERE run_id = {run}")
+            assert rows(local.run_id).num_rows > 0
+            assert_same_rows(rows(local.run_id), rows(got.run_id), tol=1e-9, what=table)
+
+
 def test_label_model_on_spark_checks_options(spark: SparkSession, installed: dict[str, str]) -> None:
     """The driver's checks are the same on Spark (they are the same code)."""
     with pytest.raises(kdstore.SchemaError, match="one-coin model needs abstain='ignore'"):
