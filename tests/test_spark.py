@@ -234,6 +234,19 @@ def test_onnx_binding_errors_are_raised_before_any_job(spark: SparkSession,
 # ---------------------------------------------------------------------------------------------
 # label-free EM on Spark
 # ---------------------------------------------------------------------------------------------
+def _assert_spark_fit_equals(store: kdstore.Store, local: Any, fit: Any, tmp_path: Path) -> None:
+    """Spark's fit (written as Parquet, imported into ``store``) equals ``local``, DuckDB's fit in ``store``."""
+    got = fit.result
+    np.testing.assert_allclose(got.log_likelihood, local.log_likelihood, rtol=1e-12)
+    ks.write_label_model(fit, tmp_path / "lm")
+    store.import_parquet(tmp_path / "lm", mode="append")
+    for table in ("label_model_priors", "label_model_accuracy", "label_model_fit_posteriors"):
+        def rows(run: int, table: str = table) -> Any:
+            return store.query(f"SELECT * EXCLUDE (run_id) FROM kd.{table} WHERE run_id = {run}")
+        assert rows(local.run_id).num_rows > 0
+        assert_same_rows(rows(local.run_id), rows(got.run_id), tol=1e-9, what=table)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("model", "max_iter", "tol"), [("one_coin", None, 1e-2), ("class_conditional", 2, None)])
 def test_label_model_on_spark_equals_duckdb(spark: SparkSession, installed: dict[str, str], tmp_path: Path,
@@ -257,14 +270,7 @@ def test_label_model_on_spark_equals_duckdb(spark: SparkSession, installed: dict
         assert (got.iterations, got.converged, got.n_examples, got.n_teachers) == (
             local.iterations, local.converged, local.n_examples, local.n_teachers)
         assert local.converged == (max_iter is None) and local.n_examples > 0
-        np.testing.assert_allclose(got.log_likelihood, local.log_likelihood, rtol=1e-12)
-        ks.write_label_model(fit, tmp_path / "lm")
-        store.import_parquet(tmp_path / "lm", mode="append")
-        for table in ("label_model_priors", "label_model_accuracy", "label_model_fit_posteriors"):
-            def rows(run: int, table: str = table) -> Any:
-                return store.query(f"SELECT * EXCLUDE (run_id) FROM kd.{table} WHERE run_id = {run}")
-            assert rows(local.run_id).num_rows > 0
-            assert_same_rows(rows(local.run_id), rows(got.run_id), tol=1e-9, what=table)
+        _assert_spark_fit_equals(store, local, fit, tmp_path)
         lm_runs = store.query("SELECT * EXCLUDE (run_id, created_at, log_likelihood) FROM kd.label_model_runs "
                               "ORDER BY run_id").to_pylist()
         assert len(lm_runs) == 2 and lm_runs[0] == lm_runs[1]
@@ -293,14 +299,7 @@ def test_wide_label_model_with_many_keys_on_spark_equals_duckdb(spark: SparkSess
         fit = ks.label_model(spark, prefix="kdw_", run_id=local.run_id + 1, **options)
         got = fit.result
         assert (got.iterations, got.n_examples, got.n_teachers) == (local.iterations, 40, 32)
-        np.testing.assert_allclose(got.log_likelihood, local.log_likelihood, rtol=1e-12)
-        ks.write_label_model(fit, tmp_path / "lm")
-        store.import_parquet(tmp_path / "lm", mode="append")
-        for table in ("label_model_priors", "label_model_accuracy", "label_model_fit_posteriors"):
-            def rows(run: int, table: str = table) -> Any:
-                return store.query(f"SELECT * EXCLUDE (run_id) FROM kd.{table} WHERE run_id = {run}")
-            assert rows(local.run_id).num_rows > 0
-            assert_same_rows(rows(local.run_id), rows(got.run_id), tol=1e-9, what=table)
+        _assert_spark_fit_equals(store, local, fit, tmp_path)
 
 
 def test_label_model_on_spark_checks_options(spark: SparkSession, installed: dict[str, str]) -> None:
