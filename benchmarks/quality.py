@@ -400,22 +400,17 @@ def _pm(v: dict[str, Any]) -> str:
 def _diagnosis(results: dict[str, Any], sets: list[str]) -> list[str]:
     """Two diagnostic lines for goal A (never results): the same labels under our features and student vs the
     published ones, and the best test score of any kdstore row and candidate (an oracle: chosen on test)."""
-    if not sets:
-        return []
-    gap = []
+    gap, oracle = [], []
     for s in sets:
-        mv = results["sets"][s]["rows"].get("MV -> student [wrench]")
+        rows, pub = results["sets"][s]["rows"], results["tally"]["published"][s]
+        mv = rows.get("MV -> student [wrench]")
         if mv is not None:
             gap.append(f"{s} {mv['mean'] - results['published']['MLP <- MV'][s]:+.2f}")
-    oracle = []
-    for s in sets:
-        rows = results["sets"][s]["rows"]
         best = max(((c["mean"], r, k) for r, v in rows.items() if v["source"].startswith("kdstore")
                     for k, c in v.get("candidates", {"kept": v}).items()), default=None)
         if best is not None:
-            top = max(results["published"][p][s] for p in PUBLISHED_MLP)
-            oracle.append(f"{s} {best[0]:.2f} ({best[1]}, {best[2]}; published max {top:.2f})")
-    return [
+            oracle.append(f"{s} {best[0]:.2f} ({best[1]}, {best[2]}; published max {pub['max_published_mlp']:.2f})")
+    return [] if not sets else [
         "- Diagnosis, same labels: MV -> student [wrench] minus the published MLP <- MV (same MV labels, same "
         "protocol; MiniLM sentence embeddings and kdstore's student here, BERT features and WRENCH's MLP there): "
         + ", ".join(gap) + ".",
@@ -549,11 +544,10 @@ def markdown(results: dict[str, Any]) -> str:
         na = d["rows"]["naive average of all teachers"]["mean"]
         lines += ["", f"Chosen per seed (valid): {d['chosen_per_seed']}. Student (best on valid) vs best teacher "
                   f"{b - bt:+.2f}, vs naive average {b - na:+.2f} -> {'MET' if b > bt and b > na else 'NOT MET'}."]
-    sets_s = {n: r["seconds"] for n, r in results["sets"].items()}
-    resumed = [n for n in results.get("resumed", []) if n in sets_s]
+    resumed = results.get("resumed", [])
     lines.append(f"\nRuntime {results['seconds']:.0f} s, peak RSS {results['peak_rss_mb']:.0f} MB"
                  + (f"; sets resumed from checkpoints of an earlier run of the same code ({', '.join(resumed)}), "
-                    f"which took {sum(sets_s[n] for n in resumed):.0f} s there" if resumed else "") + ".")
+                    f"which took {sum(results['sets'][n]['seconds'] for n in resumed):.0f} s there" if resumed else "") + ".")
     return "\n".join(lines)
 
 
