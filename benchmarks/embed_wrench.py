@@ -28,6 +28,16 @@ the WRENCH integer id (column ``id``; ids repeat across splits of youtube/sms/tr
   the words between the two entities ("SUBJ caused by the OBJ"), hence ``between``. A part with
   no tokens (an entity cut off by truncation, adjacent entities) falls back to the mean of all
   the sentence's tokens (``*_found`` columns say when).
+* ``layers_embedding`` and (relation sets) ``layers_entity1``, ``layers_entity2``,
+  ``layers_between``: FLOAT[384] each, the same poolings (mean over the attention mask,
+  unnormalised; the same entity spans) of the ONNX graph's ``layer_mean_tokens`` output, the
+  per-token mean of the six transformer layers' outputs instead of the last layer's. These are
+  the quality benchmark's student features. Decision: the last layer of all-MiniLM-L6-v2 is
+  trained for sentence *similarity* and drops the lexical cues (spam words, relation keywords)
+  that these sets' labels turn on; the lower layers keep them. Averaging all layers is the
+  usual feature-based recipe for a frozen encoder, and it keeps 384 dimensions (concatenating
+  them would give 2304 for a few thousand training rows). Measured on VALID scores,
+  ``benchmarks/results/quality.md`` has the control row, the last-layer features under the same labels.
 
 ``MANIFEST.json`` records the model name, package version, sha256 of the ONNX file and of the
 tokenizer, the source files' sha256 (from the data's MANIFEST), and per file rows, columns, time.
@@ -59,7 +69,9 @@ SETS = ("youtube", "sms", "trec", "semeval", "chemprot_partial")
 RELATION_SETS = ("semeval", "chemprot_partial")
 SPLITS = ("train", "valid", "test")
 #: bump when the columns or their meaning change: cached files of another format are recomputed
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
+#: the relation sets' span parts: entity 1, entity 2, the words between them
+SPAN_PARTS = ("entity1", "entity2", "between")
 
 
 def wrench_dir() -> Path:
@@ -99,17 +111,17 @@ class Embedder:
     def embed(
         self, texts: list[str], spans: list[tuple[tuple[int, int], tuple[int, int]]] | None = None, *, batch: int = 64
     ) -> dict[str, np.ndarray]:
-        """Sentence embeddings (and entity span means when ``spans`` is given), in input order."""
+        """Sentence embeddings, layer-mean embeddings (and entity span means when ``spans`` is given), in input order."""
         n = len(texts)
-        emb = np.zeros((n, self.dim), np.float32)
-        ntok = np.zeros(n, np.int32)
-        parts = 3 if spans is not None else 0  # entity 1, entity 2, the words between them
-        ents = [np.zeros((n, self.dim), np.float32) for _ in range(parts)]
-        found = [np.zeros(n, bool) for _ in range(parts)]
+        out: dict[str, np.ndarray] = {"embedding": np.zeros((n, self.dim), np.float32), "n_tokens": np.zeros(n, np.int32),
+                                      "layers_embedding": np.zeros((n, self.dim), np.float32)}
+        # the span means, over the last layer's tokens (``entity1``...) and over the layer-mean tokens (``layers_*``)
+        names = [f"{pre}{part}" for pre in ("", "layers_") for part in SPAN_PARTS] if spans is not None else []
+        out.update({k: np.zeros((n, self.dim), np.float32) for k in names})
+        out.update({f"{part}_found": np.zeros(n, bool) for part in SPAN_PARTS} if spans is not None else {})
         # sort by length so a batch pads little; results go back to input order
         lengths = np.asarray([len(e.ids) for e in self.tok.encode_batch(texts)]) if n else np.zeros(0, int)
         order = np.argsort(lengths, kind="stable")
-        outputs = ["sentence_embedding", "token_embeddings"] if spans is not None else ["sentence_embedding"]
         for s in range(0, n, batch):
             idx = order[s: s + batch]
             enc = self.tok.encode_batch([texts[i] for i in idx])
@@ -118,12 +130,13 @@ class Embedder:
                 "attention_mask": np.asarray([e.attention_mask for e in enc], np.int64),
                 "token_type_ids": np.asarray([e.type_ids for e in enc], np.int64),
             }
-            res = self.sess.run(outputs, feeds)
-            emb[idx] = res[0]
-            ntok[idx] = feeds["attention_mask"].sum(axis=1)
+            sentence, tokens, layers = self.sess.run(["sentence_embedding", "token_embeddings", "layer_mean_tokens"], feeds)
+            mask = feeds["attention_mask"][:, :, None].astype(np.float32)
+            out["embedding"][idx] = sentence
+            out["layers_embedding"][idx] = (layers * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+            out["n_tokens"][idx] = feeds["attention_mask"].sum(axis=1)
             if spans is None:
                 continue
-            tokens = res[1]
             for j, (i, e) in enumerate(zip(idx, enc, strict=True)):
                 real = np.asarray(e.attention_mask, bool) & ~np.asarray(e.special_tokens_mask, bool)
                 off = np.asarray(e.offsets)
@@ -131,13 +144,11 @@ class Embedder:
                 sels = [real & (off[:, 0] < b1) & (off[:, 1] > a1),
                         real & (off[:, 0] < b2) & (off[:, 1] > a2),
                         real & (off[:, 0] >= min(b1, b2)) & (off[:, 1] <= max(a1, a2))]
-                for k, sel in enumerate(sels):
-                    found[k][i] = bool(sel.any())
-                    ents[k][i] = tokens[j][sel if sel.any() else real].mean(axis=0)
-        out = {"embedding": emb, "n_tokens": ntok}
-        if spans is not None:
-            out.update(entity1=ents[0], entity2=ents[1], between=ents[2],
-                       entity1_found=found[0], entity2_found=found[1], between_found=found[2])
+                for part, sel in zip(SPAN_PARTS, sels, strict=True):
+                    out[f"{part}_found"][i] = bool(sel.any())
+                    rows = sel if sel.any() else real
+                    out[part][i] = tokens[j][rows].mean(axis=0)
+                    out[f"layers_{part}"][i] = layers[j][rows].mean(axis=0)
         return out
 
 
@@ -167,11 +178,11 @@ def embed_file(emb: Embedder, src: Path, dst: Path, relation: bool, batch: int) 
         "embedding": _vectors(res["embedding"]),
         "n_tokens": res["n_tokens"],
         "truncated": res["n_tokens"] >= int(emb.meta["max_seq_length"]),
+        "layers_embedding": _vectors(res["layers_embedding"]),
     }
     if relation:
-        cols.update(entity1=_vectors(res["entity1"]), entity2=_vectors(res["entity2"]), between=_vectors(res["between"]),
-                    entity1_found=res["entity1_found"], entity2_found=res["entity2_found"],
-                    between_found=res["between_found"])
+        cols.update({f"{pre}{part}": _vectors(res[f"{pre}{part}"]) for pre in ("", "layers_") for part in SPAN_PARTS})
+        cols.update({f"{part}_found": res[f"{part}_found"] for part in SPAN_PARTS})
     table = pa.table(cols).sort_by("id")
     table = table.replace_schema_metadata({"model": emb.meta["model"], "onnx_sha256": emb.onnx_sha256})
     tmp = dst.with_suffix(".parquet.tmp")
@@ -183,7 +194,7 @@ def embed_file(emb: Embedder, src: Path, dst: Path, relation: bool, batch: int) 
         "onnx_sha256": emb.onnx_sha256, "source": str(src.relative_to(src.parents[1])), "format": CACHE_FORMAT,
     }
     if relation:
-        info["not_found"] = {k: int((~res[f"{k}_found"]).sum()) for k in ("entity1", "entity2", "between")}
+        info["not_found"] = {k: int((~res[f"{k}_found"]).sum()) for k in SPAN_PARTS}
     return info
 
 
@@ -206,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         "weights_sha256": emb.meta["weights_sha256"], "max_seq_length": emb.meta["max_seq_length"],
         "pooling": emb.meta["pooling"], "dim": emb.dim,
         "text": "data.text as given, unmarked; relation sets add entity1 / entity2 / between = mean last hidden state "
-                "over each entity's tokens and over the tokens between the two entities",
+                "over each entity's tokens and over the tokens between the two entities; layers_* = the same poolings "
+                "(unnormalised) of the per-token mean of the 6 transformer layers' outputs",
         "format": CACHE_FORMAT,
         "runtime": {"onnxruntime": __import__("onnxruntime").__version__, "tokenizers": __import__("tokenizers").__version__,
                     "threads": args.threads, "batch": args.batch},

@@ -6,9 +6,14 @@ Run: ``PYTHONPATH=$PWD python benchmarks/quality.py [--quick] [--sets youtube,sm
 Protocol (the patent's and the data README's): teachers = the labeling functions, judged on the
 valid split (gold); train is unlabeled; the test split is only scored (its gold is read by this
 script alone, after every model is fixed). chemprot_partial uses the README's deterministic split.
-Features: the cached MiniLM sentence embeddings of ``embed_wrench.py`` (model recorded from its
-MANIFEST); semeval and chemprot_partial use sentence + entity1 + entity2 + between (1536 dims) in
-EVERY row (label models, policies, controls), for fairness.
+Features: the cached MiniLM features of ``embed_wrench.py`` (model recorded from its MANIFEST):
+the layer-mean sentence embedding (``layers_embedding``: the mean over the attention mask of the
+per-token mean of the six transformer layers, 384 dims); semeval and chemprot_partial add the same
+pooling over entity 1, entity 2 and the words between them (1536 dims), in EVERY row (label
+models, policies, controls), for fairness. One control row, ``MV -> student [wrench], last-layer
+features``, trains the same student on the same MV labels with the model's own sentence embedding
+(the last layer, ``embedding`` [+ ``entity1``/``entity2``/``between``]), the features of the runs
+before 2026-11-29: it shows what the layer mean changes, in valid as in test scores.
 
 Every pipeline row = a train-split label source followed by the SAME kdstore student
 (``kdstore.student.train.fit``: the trainer ``store.train_student`` calls), 5 student seeds (Snorkel's
@@ -73,8 +78,12 @@ FOLDS = 3
 #: protocol -> weight of the valid gold rows in the distillation set (the teachers' targets have weight <= 1)
 GOLD_WEIGHTS = {"+valid gold": 1.0, "+valid gold x3": 3.0}
 COMPLETE = ("youtube", "sms", "trec", "semeval")
-PARTS: dict[str, tuple[str, ...]] = {s: ("embedding",) for s in wd.TEXT_SETS}
-PARTS.update({s: ("embedding", "entity1", "entity2", "between") for s in wd.RELATION_SETS})
+#: the student's features per set: columns of the embed_wrench.py cache (the layer-mean poolings)
+LAST_LAYER_PARTS: dict[str, tuple[str, ...]] = {s: ("embedding",) for s in wd.TEXT_SETS}
+LAST_LAYER_PARTS.update({s: ("embedding", "entity1", "entity2", "between") for s in wd.RELATION_SETS})
+PARTS: dict[str, tuple[str, ...]] = {s: tuple(f"layers_{c}" for c in v) for s, v in LAST_LAYER_PARTS.items()}
+#: the control row: the same student on the same MV labels, with the last-layer features
+FEATURES_CONTROL = "MV -> student [wrench], last-layer features"
 #: the MLP student candidate (kdstore.student.train.TrainConfig fields)
 STUDENT: dict[str, Any] = {"hidden": (256,), "dropout": 0.2, "weight_decay": 1e-3, "learning_rate": 1e-3,
                            "batch_size": 64, "epochs": 60, "patience": 6}
@@ -241,6 +250,34 @@ def predict(model: Any, X: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # one set
 # ---------------------------------------------------------------------------------------------
+def candidate_row(feats: tuple[np.ndarray, np.ndarray, np.ndarray], target: Any, yv: np.ndarray, yt: np.ndarray,
+                  k: int, metric: str, seeds: tuple[int, ...], protocol: str) -> dict[str, Any]:
+    """One row: every :data:`CANDIDATES` student over ``seeds`` on (train, valid, test) features ``feats`` and train
+    ``target`` ((y, w), or {seed: (y, w)}); keeps the best mean valid score, ties: lower valid loss, then listed first
+    (the rule of ``train_student(candidates=...)``)."""
+    X, Xv, Xt = feats
+    tried: dict[str, dict[str, Any]] = {}
+    for cname, cfg in CANDIDATES.items():
+        tests, valids, losses, epochs = [], [], [], []
+        for seed in seeds:
+            y, w = target[seed] if isinstance(target, dict) else target
+            out = student(X, y, w, Xv, yv, Xt, k, seed, protocol, config=cfg)
+            tests.append(wd.score(metric, out["test"].argmax(1), yt))
+            valids.append(wd.score(metric, out["valid"].argmax(1), yv))
+            losses.append(float(-np.mean(np.log(np.maximum(out["valid"][np.arange(yv.size), yv], 1e-12)))))
+            epochs.append(out["epochs"])
+        tried[cname] = {"mean": float(np.mean(tests)), "std": float(np.std(tests)), "valid_mean": float(np.mean(valids)),
+                        "valid_loss": float(np.mean(losses)), "per_seed": tests, "valid_per_seed": valids,
+                        "best_epochs": epochs}
+    kept = max(tried, key=lambda c: (tried[c]["valid_mean"], -tried[c]["valid_loss"], -list(CANDIDATES).index(c)))
+    return {**tried[kept], "student": kept, "candidates": tried}
+
+
+def _row_line(row: dict[str, Any]) -> str:
+    return (f"kept {row['student']}: test {row['mean']:.2f} ± {row['std']:.2f}, valid {row['valid_mean']:.2f}; "
+            + ", ".join(f"{c} test {v['mean']:.2f} valid {v['valid_mean']:.2f}" for c, v in row["candidates"].items()))
+
+
 def best_teacher(ws: wd.WrenchSet) -> dict[str, Any]:
     """The single labeling function with the best VALID score (abstain -> the tie rule over all classes)."""
     k = len(ws.classes)
@@ -315,33 +352,23 @@ def run_set(name: str, seeds: tuple[int, ...], log: Any) -> dict[str, Any]:
                 log(f"  {name}: {key}: same targets as {same}")
                 continue
             done[(protocol, digest)] = key
-        tried: dict[str, dict[str, Any]] = {}
-        for cname, cfg in CANDIDATES.items():
-            tests, valids, losses, epochs = [], [], [], []
-            for seed in seeds:
-                if src.startswith("valid gold only"):
-                    y, w = np.zeros((0, k)), np.zeros(0)
-                    Xs = np.zeros((0, X.shape[1]))
-                else:
-                    val = sources[src]
-                    y, w = val[seed] if isinstance(val, dict) else val
-                    Xs = X
-                out = student(Xs, y, w, Xv, yv, Xt, k, seed, protocol, config=cfg)
-                tests.append(wd.score(metric, out["test"].argmax(1), yt))
-                valids.append(wd.score(metric, out["valid"].argmax(1), yv))
-                losses.append(float(-np.mean(np.log(np.maximum(out["valid"][np.arange(yv.size), yv], 1e-12)))))
-                epochs.append(out["epochs"])
-            tried[cname] = {"mean": float(np.mean(tests)), "std": float(np.std(tests)), "valid_mean": float(np.mean(valids)),
-                            "valid_loss": float(np.mean(losses)), "per_seed": tests, "valid_per_seed": valids,
-                            "best_epochs": epochs}
-        # the student kept for this row: the best mean valid score, ties: lower valid loss, then listed first
-        kept = max(tried, key=lambda c: (tried[c]["valid_mean"], -tried[c]["valid_loss"], -list(CANDIDATES).index(c)))
-        res["rows"][key] = {"source": src, "protocol": protocol, **tried[kept], "student": kept, "candidates": tried,
+        if src.startswith("valid gold only"):
+            target: tuple[np.ndarray, np.ndarray] | dict[int, Any] = (np.zeros((0, k)), np.zeros(0))
+            feats = (np.zeros((0, X.shape[1])), Xv, Xt)
+        else:
+            target, feats = sources[src], (X, Xv, Xt)
+        res["rows"][key] = {"source": src, "protocol": protocol, **candidate_row(feats, target, yv, yt, k, metric, seeds,
+                                                                                protocol),
                             "seconds": time.perf_counter() - t0}
-        log(f"  {name}: {key}: kept {kept}: test {tried[kept]['mean']:.2f} ± {tried[kept]['std']:.2f}, valid "
-            f"{tried[kept]['valid_mean']:.2f}; " + ", ".join(f"{c} test {v['mean']:.2f} valid {v['valid_mean']:.2f}"
-                                                            for c, v in tried.items())
-            + f" ({time.perf_counter() - t0:.0f} s)")
+        log(f"  {name}: {key}: {_row_line(res['rows'][key])} ({time.perf_counter() - t0:.0f} s)")
+    # the features control: the same MV labels and student on the last-layer features
+    t0 = time.perf_counter()
+    feats = tuple(wd.features(getattr(ws, sp), name, LAST_LAYER_PARTS[name]).astype(np.float64)
+                  for sp in ("train", "valid", "test"))
+    res["rows"][FEATURES_CONTROL] = {"source": "MV", "protocol": "wrench", "features": "+".join(LAST_LAYER_PARTS[name]),
+                                     **candidate_row(feats, sources["MV"], yv, yt, k, metric, seeds, "wrench"),
+                                     "seconds": time.perf_counter() - t0}
+    log(f"  {name}: {FEATURES_CONTROL}: {_row_line(res['rows'][FEATURES_CONTROL])}")
     # kdstore's best pipeline: best OOF valid score among the kdstore rows of the +valid gold protocol
     cands = [r for r, v in res["rows"].items() if v["source"].startswith("kdstore") and v["protocol"] in GOLD_WEIGHTS]
     res["best_kdstore"] = max(cands, key=lambda r: (res["rows"][r]["valid_mean"], -res["rows"][r]["valid_loss"]))
@@ -400,20 +427,26 @@ def _pm(v: dict[str, Any]) -> str:
 def _diagnosis(results: dict[str, Any], sets: list[str]) -> list[str]:
     """Two diagnostic lines for goal A (never results): the same labels under our features and student vs the
     published ones, and the best test score of any kdstore row and candidate (an oracle: chosen on test)."""
-    gap, oracle = [], []
+    gap, oracle, control = [], [], []
     for s in sets:
         rows, pub = results["sets"][s]["rows"], results["tally"]["published"][s]
         mv = rows.get("MV -> student [wrench]")
         if mv is not None:
             gap.append(f"{s} {mv['mean'] - results['published']['MLP <- MV'][s]:+.2f}")
+            last = rows.get(FEATURES_CONTROL)
+            if last is not None:
+                control.append(f"{s} valid {last['valid_mean']:.1f} -> {mv['valid_mean']:.1f}, test {last['mean']:.2f} -> "
+                               f"{mv['mean']:.2f}")
         best = max(((c["mean"], r, k) for r, v in rows.items() if v["source"].startswith("kdstore")
                     for k, c in v.get("candidates", {"kept": v}).items()), default=None)
         if best is not None:
             oracle.append(f"{s} {best[0]:.2f} ({best[1]}, {best[2]}; published max {pub['max_published_mlp']:.2f})")
     return [] if not sets else [
         "- Diagnosis, same labels: MV -> student [wrench] minus the published MLP <- MV (same MV labels, same "
-        "protocol; MiniLM sentence embeddings and kdstore's student here, BERT features and WRENCH's MLP there): "
+        "protocol; MiniLM layer-mean features and kdstore's student here, BERT features and WRENCH's MLP there): "
         + ", ".join(gap) + ".",
+        *(["- Features control, same MV labels and student [wrench], last-layer sentence embedding -> layer mean: "
+           + "; ".join(control) + "."] if control else []),
         "- Diagnosis, oracle (chosen on TEST, never a result): the best test score of any kdstore row and student "
         "candidate: " + "; ".join(oracle) + ".",
     ]
@@ -450,8 +483,9 @@ def markdown(results: dict[str, Any]) -> str:
         "# Quality benchmark: kdstore pipelines vs majority vote, Snorkel and the published WRENCH rows",
         "",
         f"Features: {feat['model']} (package {feat['package']} {feat['package_version']}, ONNX sha256 "
-        f"{feat['onnx_sha256'][:12]}…), sentence embedding (384); semeval and chemprot_partial: sentence + entity1 + "
-        "entity2 + between (1536) in every row. Teachers = labeling functions judged on valid gold; train unlabeled; "
+        f"{feat['onnx_sha256'][:12]}…), layer-mean sentence embedding (the mean over tokens of the mean of the 6 "
+        "transformer layers' outputs, 384); semeval and chemprot_partial: the same pooling of the sentence + entity1 + "
+        "entity2 + between (1536) in every row but the last-layer features control. Teachers = labeling functions judged on valid gold; train unlabeled; "
         "test only scored (chemprot_partial: the data README's split). Student = kdstore.student.train.fit; every row "
         f"trains both candidates {results.get('candidates', {'mlp': STUDENT})} (linear = no hidden layer) and keeps the one "
         "with the better mean valid score, ties lower valid loss (the rule of train_student(candidates=...)); the "
@@ -557,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 seeds, results to quality_quick.{json,md}")
     ap.add_argument("--no-digits", action="store_true")
     ap.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5; --quick 2)")
-    ap.add_argument("--resume", action="store_true", help="reuse per-set results checkpointed by an earlier run (same seeds)")
+    ap.add_argument("--resume", action="store_true",
+                    help="reuse per-set results checkpointed by an earlier run (same seeds, candidates and ONNX model)")
     ap.add_argument("--render", action="store_true", help="only rewrite quality.md from quality.json (no run)")
     args = ap.parse_args(argv)
     if args.render:
@@ -576,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
         "published": wd.PUBLISHED, "sets": {},
     }
     for name in [s for s in args.sets.split(",") if s]:
-        ckpt = CACHE / f"set_{name}_{len(seeds)}seeds_{'_'.join(CANDIDATES)}.json"
+        ckpt = CACHE / f"set_{name}_{len(seeds)}seeds_{'_'.join(CANDIDATES)}_{manifest['onnx_sha256'][:12]}.json"
         if args.resume and ckpt.exists():
             results["sets"][name] = json.loads(ckpt.read_text())
             results.setdefault("resumed", []).append(name)
