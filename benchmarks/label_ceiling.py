@@ -225,7 +225,7 @@ def markdown(results: dict[str, Any]) -> str:
         "# Gold-label ceiling of the quality benchmark's student (goal A of issue 7)",
         "",
         "Every kdstore pipeline in quality.py only chooses the train targets of a student on fixed features "
-        "(MiniLM sentence embeddings; semeval/chemprot_partial + entity1 + entity2 + between). Here the SAME student "
+        "(quality.PARTS: MiniLM layer-mean sentence embedding; semeval/chemprot_partial + entity1 + entity2 + between). Here the SAME student "
         f"(quality.student, configuration {q.STUDENT}), the same features and the same protocols are trained on the "
         f"GOLD train labels instead, seeds {results['seeds']}, test score mean ± std (sms: F1 of spam). **all** = every "
         "train example; **LF-covered** = only the train examples some labeling function votes on (the only examples "
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if results["features"]["onnx_sha256"] != json.loads((RESULTS / "quality.json").read_text())["features"]["onnx_sha256"]:
         raise SystemExit("the embedding cache was made with another ONNX model than quality.json's: re-export")
     for name in sets:
-        ckpt = CKPT / f"ceiling_{name}_{len(seeds)}seeds.json"
+        ckpt = CKPT / f"ceiling_{name}_{len(seeds)}seeds_{manifest['onnx_sha256'][:12]}.json"
         if args.resume and ckpt.exists():
             results["sets"][name] = json.loads(ckpt.read_text())
             results.setdefault("resumed", []).append(name)
