@@ -425,8 +425,9 @@ def _pm(v: dict[str, Any]) -> str:
 
 
 def _diagnosis(results: dict[str, Any], sets: list[str]) -> list[str]:
-    """Two diagnostic lines for goal A (never results): the same labels under our features and student vs the
-    published ones, and the best test score of any kdstore row and candidate (an oracle: chosen on test)."""
+    """The lines under goal A: goal A under the wrench protocol (no gold in training), and diagnostics that are
+    never results: the same labels under our features and student vs the published ones, the last-layer features
+    control, and the best test score of any kdstore row and candidate (an oracle: chosen on test)."""
     gap, oracle, control, strict = [], [], [], []
     for s in sets:
         rows, pub = results["sets"][s]["rows"], results["tally"]["published"][s]
