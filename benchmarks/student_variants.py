@@ -1,5 +1,10 @@
 """Goal A's two misses (issue 7): is it the student, or the valid votes that judge the teachers?
 
+Historical: written and run (results/student_variants.md) on the last-layer sentence embeddings of
+the runs before 2026-11-29, when sms and semeval missed goal A. Its finding (the linear student) is
+now a student candidate of every quality.py row, and since quality.py moved to the layer-mean
+features both misses are gone (results/quality.md). A re-run uses quality.PARTS, the new features.
+
 Run: ``PYTHONPATH=$PWD python benchmarks/student_variants.py [--sets sms,semeval] [--seeds 5]``
 -> ``benchmarks/results/student_variants.{json,md}``.
 
