@@ -88,6 +88,10 @@ def run_set(name: str, seeds: tuple[int, ...], log: Any) -> dict[str, Any]:
         ktrust.fit_trust(store, kind=kind, feature_source=feats, seed=0)
         store.settings.update(trust_weighting=mode, trust_threshold=thr)
         run = store.select("trust")
+        tgt = store.con.execute("SELECT label_id, count(DISTINCT example_id) FROM kd.targets t JOIN kd.examples e USING "
+                                "(example_id) WHERE run_id = ? AND e.split = 'train' AND target >= 0.5 GROUP BY label_id",
+                                [run]).fetchall()
+        per_class = {classes[int(lab)]: int(n) for lab, n in sorted(tgt)}
         jobs: dict[str, dict[str, Any]] = {
             "bow -> labels": {"run_id": run, "features": "bow"},
             "bow -> labels + minilm": {"run_id": run, "features": "bow", "embedding_teacher": "minilm",
@@ -122,6 +126,7 @@ def run_set(name: str, seeds: tuple[int, ...], log: Any) -> dict[str, Any]:
         store.close()
     return {"metric": ws.metric, "vocab": len(vec.vocabulary_), "sizes": {"train": n_tr, "valid": n_va, "test": int(test_ids.size)},
             "trust": {"kind": kind, "features": feats, "trust_weighting": mode, "trust_threshold": thr},
+            "train_targets_per_class": per_class,
             "rows": rows, "seconds": time.perf_counter() - t_set}
 
 
@@ -156,6 +161,11 @@ def markdown(results: dict[str, Any]) -> str:
     sizes = ", ".join(f"{st} {results['sets'][sets[0]]['rows'][st]['onnx_bytes'] / 1e6:.1f} MB" for st in STUDENTS)
     lines += ["", f"Student ONNX size ({sets[0]}): {sizes}; the MiniLM teacher's ONNX file: "
               f"{results['features'].get('onnx_bytes', 0) / 1e6:.0f} MB.",
+              "", "Train examples of the trust run whose target for a class is >= 0.5: "
+              + "; ".join(f"{s} {results['sets'][s]['train_targets_per_class']}" for s in sets)
+              + ". A class with none (sms: no spam target without valid gold, as quality.md's 'kdstore trust -> "
+              "student [wrench]' row, 0.00, shows) leaves the label head nothing to learn it from; the embedding head "
+              "still carries what MiniLM's embedding knows about it.",
               "", "Reading: " + "; ".join(_reading(s, results["sets"][s]) for s in sets) + ".",
               "", f"Runtime {results['seconds']:.0f} s, peak RSS {results['peak_rss_mb']:.0f} MB."]
     return "\n".join(lines) + "\n"
