@@ -60,11 +60,11 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import sha256
+from wrench_data import wrench_dir
 
 ROOT = Path(__file__).resolve().parent
 MINILM = ROOT / ".cache" / "minilm"
 OUT = ROOT / ".cache" / "embeddings"
-WRENCH = ROOT.parents[1] / "shared" / "data" / "wrench"
 SETS = ("youtube", "sms", "trec", "semeval", "chemprot_partial")
 RELATION_SETS = ("semeval", "chemprot_partial")
 SPLITS = ("train", "valid", "test")
@@ -72,14 +72,6 @@ SPLITS = ("train", "valid", "test")
 CACHE_FORMAT = 3
 #: the relation sets' span parts: entity 1, entity 2, the words between them
 SPAN_PARTS = ("entity1", "entity2", "between")
-
-
-def wrench_dir() -> Path:
-    """The WRENCH data folder (``../shared/data/wrench`` beside the repository)."""
-    for cand in (WRENCH, Path("/work/shared/data/wrench")):
-        if cand.is_dir():
-            return cand
-    raise SystemExit(f"WRENCH data not found at {WRENCH}")
 
 
 class Embedder:

@@ -56,7 +56,7 @@ def texts(name: str, parts: dict[str, sq.Part]) -> dict[str, list[str]]:
     """Each split's texts, in the parts' order."""
     out = {}
     for split, p in parts.items():
-        data = json.loads((sq.WRENCH / name / f"{p.file}.json").read_text())
+        data = json.loads((wd.wrench_dir() / name / f"{p.file}.json").read_text())
         out[split] = [str(data[k]["data"]["text"]) for k in p.keys]
     return out
 

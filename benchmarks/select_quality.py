@@ -34,19 +34,15 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import wrench_data as wd
 from _common import peak_rss_mb, write_results
 
 import kdstore
 from kdstore import select as ksel
 from kdstore import trust as ktrust
 
-WRENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "wrench"
-if not WRENCH.exists():
-    WRENCH = Path("/work/shared/data/wrench")
 SNORKEL_PY = Path("/work/venv-snorkel/bin/python")
-EMBED_CACHE = Path(__file__).resolve().parent / ".cache" / "embeddings"
-if not EMBED_CACHE.exists():  # the demo benchmark's cache in its own worktree
-    EMBED_CACHE = Path("/work/wt/demo/benchmarks/.cache/embeddings")
+EMBED_CACHE = wd.EMBEDDINGS
 
 #: set -> (metric, positive class for F1)
 SETS: dict[str, tuple[str, int | None]] = {
@@ -70,29 +66,10 @@ class Part:
 
 
 def read_set(name: str) -> tuple[list[str], dict[str, Part]]:
-    """The README protocol: returns class names and the train/valid/test parts (file order kept)."""
-    folder = WRENCH / name
-    classes = [v for _, v in sorted(json.loads((folder / "label.json").read_text()).items(), key=lambda kv: int(kv[0]))]
-
-    def part(rows: list[tuple[str, dict[str, Any]]], file: str) -> Part:
-        return Part([k for k, _ in rows], np.asarray([r["weak_labels"] for _, r in rows], dtype=np.int64),
-                    np.asarray([r["label"] for _, r in rows], dtype=np.int64), file)
-
-    def rows(split: str) -> list[tuple[str, dict[str, Any]]]:
-        path = folder / f"{split}.json"
-        return list(json.loads(path.read_text()).items()) if path.exists() else []
-
-    if name == "chemprot_partial":
-        valid = rows("valid")
-        parts = {"train": part([r for r in valid if int(r[0]) % 5 != 0], "valid"),
-                 "valid": part([r for r in valid if int(r[0]) % 5 == 0], "valid"), "test": part(rows("test"), "test")}
-    elif name == "tennis_flyingsquid":
-        valid = rows("valid")
-        parts = {"train": part(rows("train"), "train"), "valid": part([r for r in valid if int(r[0]) % 2 == 0], "valid"),
-                 "test": part([r for r in valid if int(r[0]) % 2 == 1], "valid")}
-    else:
-        parts = {s: part(rows(s), s) for s in ("train", "valid", "test")}
-    return classes, parts
+    """The README protocol (``wrench_data.load_set``): class names and the train/valid/test parts, file order kept."""
+    ws = wd.load_set(name)
+    return list(ws.classes), {s: Part([str(i) for i in sp.ids], sp.votes, sp.gold, sp.file)
+                              for s, sp in (("train", ws.train), ("valid", ws.valid), ("test", ws.test))}
 
 
 def build_store(classes: list[str], parts: dict[str, Part], features: np.ndarray | None = None) -> kdstore.Store:
