@@ -107,10 +107,11 @@ class Embedder:
         n = len(texts)
         out: dict[str, np.ndarray] = {"embedding": np.zeros((n, self.dim), np.float32), "n_tokens": np.zeros(n, np.int32),
                                       "layers_embedding": np.zeros((n, self.dim), np.float32)}
-        # the span means, over the last layer's tokens (``entity1``...) and over the layer-mean tokens (``layers_*``)
-        names = [f"{pre}{part}" for pre in ("", "layers_") for part in SPAN_PARTS] if spans is not None else []
-        out.update({k: np.zeros((n, self.dim), np.float32) for k in names})
-        out.update({f"{part}_found": np.zeros(n, bool) for part in SPAN_PARTS} if spans is not None else {})
+        if spans is not None:  # the span means, over the last layer's tokens and over the layer-mean tokens
+            for part in SPAN_PARTS:
+                out[part] = np.zeros((n, self.dim), np.float32)
+                out[f"layers_{part}"] = np.zeros((n, self.dim), np.float32)
+                out[f"{part}_found"] = np.zeros(n, bool)
         # sort by length so a batch pads little; results go back to input order
         lengths = np.asarray([len(e.ids) for e in self.tok.encode_batch(texts)]) if n else np.zeros(0, int)
         order = np.argsort(lengths, kind="stable")

@@ -68,8 +68,8 @@ def run_set(name: str, seeds: tuple[int, ...], log: Any) -> dict[str, Any]:
     from kdstore.student.features import Embeddings
 
     t_set = time.perf_counter()
-    classes, parts = sq.read_set(name)
     ws = wd.load_set(name)
+    classes, parts = sq.parts_of(ws)
     txt = texts(name, parts)
     vec = TfidfVectorizer(max_features=VOCAB, ngram_range=(1, 2), sublinear_tf=True, min_df=2).fit(txt["train"])
     bow = np.vstack([vec.transform(txt[s]).toarray() for s in ("train", "valid", "test")]).astype(np.float32)
@@ -105,7 +105,7 @@ def run_set(name: str, seeds: tuple[int, ...], log: Any) -> dict[str, Any]:
             t0 = time.perf_counter()
             scores, cosines, epochs = [], [], []
             for seed in seeds:
-                mid = store.train_student(**kw, name=f"{student} {seed}", config=None, progress=False,
+                mid = store.train_student(**kw, name=f"{student} {seed}", progress=False,
                                           **{**q.STUDENT, "seed": seed})
                 m = store.models.load(mid)
                 if kw["run_id"] is not None:

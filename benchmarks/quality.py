@@ -312,7 +312,7 @@ def run_set(name: str, seeds: tuple[int, ...], log: Any) -> dict[str, Any]:
     if sn is not None:
         sources["Snorkel"] = {s: (p, cw) for s, p in sn.items()}
     t0 = time.perf_counter()
-    kd = kdstore_sources(name, k)
+    kd = kdstore_sources(name, k, sq.parts_of(ws))
     kd_s = time.perf_counter() - t0
     info: dict[str, Any] = {}
     for p, (y, w, inf) in kd.items():

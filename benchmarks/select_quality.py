@@ -67,7 +67,11 @@ class Part:
 
 def read_set(name: str) -> tuple[list[str], dict[str, Part]]:
     """The README protocol (``wrench_data.load_set``): class names and the train/valid/test parts, file order kept."""
-    ws = wd.load_set(name)
+    return parts_of(wd.load_set(name))
+
+
+def parts_of(ws: wd.WrenchSet) -> tuple[list[str], dict[str, Part]]:
+    """A set already read by ``wrench_data.load_set`` as :func:`read_set` returns it (no second read)."""
     return list(ws.classes), {s: Part([str(i) for i in sp.ids], sp.votes, sp.gold, sp.file)
                               for s, sp in (("train", ws.train), ("valid", ws.valid), ("test", ws.test))}
 
